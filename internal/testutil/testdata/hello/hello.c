@@ -1,0 +1,9 @@
+#include <stdio.h>
+#include <unistd.h>
+
+int main(void) {
+	printf("ready\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
