@@ -1,0 +1,56 @@
+package arch
+
+import (
+	"debug/elf"
+	"encoding/binary"
+)
+
+// AMD64 is the x86-64 table.
+var AMD64 = &Arch{
+	Name:      "amd64",
+	Machine:   elf.EM_X86_64,
+	PtrSize:   8,
+	JumpSize:  5,
+	JumpReach: 1<<31 - 1,
+	encodeJump: func(from, to uint64) []byte {
+		// jmp rel32, relative to the end of the instruction.
+		b := []byte{0xe9, 0, 0, 0, 0}
+		binary.LittleEndian.PutUint32(b[1:], uint32(int32(int64(to-(from+5)))))
+		return b
+	},
+	FarJumpSize: 14,
+	encodeFar: func(to uint64) []byte {
+		// jmp *0(%rip) followed by the absolute target: no register is
+		// clobbered, which matters because the stub stands in for a call
+		// whose argument registers are live.
+		b := []byte{0xff, 0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+		binary.LittleEndian.PutUint64(b[6:], to)
+		return b
+	},
+	Trap:        []byte{0xcc},
+	SyscallInsn: []byte{0x0f, 0x05},
+	Sys:         Syscalls{Mmap: 9, Mprotect: 10, Munmap: 11, Prctl: 157},
+	Relocs: map[uint32]RelocType{
+		uint32(elf.R_X86_64_64):       {Name: "R_X86_64_64", Class: ClassAddress, Size: 8},
+		uint32(elf.R_X86_64_PC32):     {Name: "R_X86_64_PC32", Class: ClassAddress, Size: 4, PCRel: true, Overflow: OverflowSigned},
+		uint32(elf.R_X86_64_PLT32):    {Name: "R_X86_64_PLT32", Class: ClassAddress, Size: 4, PCRel: true, Overflow: OverflowSigned, IsCall: true},
+		uint32(elf.R_X86_64_32):       {Name: "R_X86_64_32", Class: ClassAddress, Size: 4, Overflow: OverflowUnsigned},
+		uint32(elf.R_X86_64_32S):      {Name: "R_X86_64_32S", Class: ClassAddress, Size: 4, Overflow: OverflowSigned},
+		uint32(elf.R_X86_64_PC64):     {Name: "R_X86_64_PC64", Class: ClassAddress, Size: 8, PCRel: true},
+		uint32(elf.R_X86_64_TPOFF32):  {Name: "R_X86_64_TPOFF32", Class: ClassTPOff, Size: 4, Overflow: OverflowSigned},
+		uint32(elf.R_X86_64_TPOFF64):  {Name: "R_X86_64_TPOFF64", Class: ClassTPOff, Size: 8},
+		uint32(elf.R_X86_64_DTPMOD64): {Name: "R_X86_64_DTPMOD64", Class: ClassDTPMod, Size: 8},
+		uint32(elf.R_X86_64_DTPOFF64): {Name: "R_X86_64_DTPOFF64", Class: ClassDTPOff, Size: 8},
+		uint32(elf.R_X86_64_DTPOFF32): {Name: "R_X86_64_DTPOFF32", Class: ClassDTPOff, Size: 4, Overflow: OverflowSigned},
+	},
+	// DWARF numbering from the System V x86-64 psABI, figure 3.36.
+	DWARFRegs: []string{
+		0: "rax", 1: "rdx", 2: "rcx", 3: "rbx", 4: "rsi", 5: "rdi", 6: "rbp", 7: "rsp",
+		8: "r8", 9: "r9", 10: "r10", 11: "r11", 12: "r12", 13: "r13", 14: "r14", 15: "r15",
+		16: "rip",
+	},
+	DWARFPC:             16,
+	DWARFSP:             7,
+	DWARFFP:             6,
+	ReturnAddressAdjust: 1,
+}

@@ -1,0 +1,138 @@
+package arch
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+
+	"golang.org/x/arch/x86/x86asm"
+)
+
+func TestAMD64JumpDecodesToTarget(t *testing.T) {
+	cases := []struct{ from, to uint64 }{
+		{0x401000, 0x401000 + 0x100},
+		{0x7f0000001000, 0x7f0000001000 - 0x7fff0000},
+		{0x1000, 0x1005},
+		{0x80001000, 0x1000 + 5}, // exactly -2^31 from the end of the jump
+	}
+	for _, c := range cases {
+		b, ok := AMD64.EncodeJump(c.from, c.to)
+		if !ok {
+			t.Fatalf("jump %#x -> %#x refused", c.from, c.to)
+		}
+		if len(b) != AMD64.JumpSize {
+			t.Fatalf("jump is %d bytes, table says %d", len(b), AMD64.JumpSize)
+		}
+		inst, err := x86asm.Decode(b, 64)
+		if err != nil || inst.Op != x86asm.JMP || inst.Len != len(b) {
+			t.Fatalf("jump bytes % x decode as %v (%v)", b, inst, err)
+		}
+		rel := inst.Args[0].(x86asm.Rel)
+		if got := c.from + uint64(inst.Len) + uint64(int64(rel)); got != c.to {
+			t.Errorf("jump %#x -> %#x lands at %#x", c.from, c.to, got)
+		}
+	}
+	if _, ok := AMD64.EncodeJump(0x1000, 0x1000+5+1<<31); ok {
+		t.Error("a jump 2 GiB forward was accepted")
+	}
+	if _, ok := AMD64.EncodeJump(0x100000000, 0x100000000+5-1<<31-1); ok {
+		t.Error("a jump 2 GiB + 1 backward was accepted")
+	}
+}
+
+func TestAMD64FarJumpIsIndirectThroughItsOwnSlot(t *testing.T) {
+	const to = 0x7f1234567890
+	b := AMD64.EncodeFarJump(to)
+	if len(b) != AMD64.FarJumpSize {
+		t.Fatalf("stub is %d bytes, table says %d", len(b), AMD64.FarJumpSize)
+	}
+	inst, err := x86asm.Decode(b, 64)
+	if err != nil || inst.Op != x86asm.JMP {
+		t.Fatalf("stub % x decodes as %v (%v)", b, inst, err)
+	}
+	mem, ok := inst.Args[0].(x86asm.Mem)
+	if !ok || mem.Base != x86asm.RIP || mem.Disp != 0 {
+		t.Fatalf("stub operand %v, want 0(%%rip)", inst.Args[0])
+	}
+	if got := binary.LittleEndian.Uint64(b[inst.Len:]); got != to {
+		t.Errorf("stub slot holds %#x, want %#x", got, uint64(to))
+	}
+}
+
+func TestAMD64TrapAndSyscallDecode(t *testing.T) {
+	for _, c := range []struct {
+		b  []byte
+		op x86asm.Op
+	}{{AMD64.Trap, x86asm.INT}, {AMD64.SyscallInsn, x86asm.SYSCALL}} {
+		inst, err := x86asm.Decode(c.b, 64)
+		if err != nil || inst.Op != c.op || inst.Len != len(c.b) {
+			t.Errorf("% x decodes as %v (%v), want %v", c.b, inst, err, c.op)
+		}
+	}
+}
+
+func TestAMD64RelocApply(t *testing.T) {
+	cases := []struct {
+		typ     elf.R_X86_64
+		s       uint64
+		a       int64
+		p       uint64
+		want    uint64
+		size    int
+		wantErr error
+	}{
+		{elf.R_X86_64_64, 0x7f0000001000, 8, 0, 0x7f0000001008, 8, nil},
+		{elf.R_X86_64_PC32, 0x401000, -4, 0x400ff0, 0xc, 4, nil},
+		{elf.R_X86_64_PLT32, 0x400000, -4, 0x401000, uint64(uint32(0xfffff000 - 4)), 4, nil},
+		{elf.R_X86_64_PC32, 0x7f0000000000, -4, 0x400000, 0, 4, ErrRelocOverflow},
+		{elf.R_X86_64_32, 0xffffffff, 0, 0, 0xffffffff, 4, nil},
+		{elf.R_X86_64_32, 0x100000000, 0, 0, 0, 4, ErrRelocOverflow},
+		{elf.R_X86_64_32S, 0x80000000, 0, 0, 0, 4, ErrRelocOverflow},
+		{elf.R_X86_64_32S, 0x7fffffff, 0, 0, 0x7fffffff, 4, nil},
+		{elf.R_X86_64_PC64, 0x1000, 0, 0x2000, uint64(0xfffffffffffff000), 8, nil},
+		{elf.R_X86_64_TPOFF32, uint64(0xfffffffffffffffc), 0, 0, 0xfffffffc, 4, nil},
+		{elf.R_X86_64_DTPMOD64, 1, 0, 0, 1, 8, nil},
+	}
+	for _, c := range cases {
+		r, err := AMD64.Reloc(uint32(c.typ))
+		if err != nil {
+			t.Fatal(err)
+		}
+		field := make([]byte, r.Size)
+		err = r.Apply(field, c.s, c.a, c.p)
+		if !errors.Is(err, c.wantErr) {
+			t.Errorf("%v: error %v, want %v", c.typ, err, c.wantErr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		var got uint64
+		if c.size == 8 {
+			got = binary.LittleEndian.Uint64(field)
+		} else {
+			got = uint64(binary.LittleEndian.Uint32(field))
+		}
+		if got != c.want {
+			t.Errorf("%v: S=%#x A=%d P=%#x gives %#x, want %#x", c.typ, c.s, c.a, c.p, got, c.want)
+		}
+	}
+	if _, err := AMD64.Reloc(uint32(elf.R_X86_64_GOTPCREL)); !errors.Is(err, ErrUnknownReloc) {
+		t.Errorf("GOTPCREL: %v, want ErrUnknownReloc", err)
+	} else if want := "R_X86_64_GOTPCREL"; !contains(err.Error(), want) {
+		t.Errorf("error %q does not name %s", err, want)
+	}
+}
+
+func TestForMachine(t *testing.T) {
+	if a, err := ForMachine(elf.EM_X86_64); err != nil || a != AMD64 {
+		t.Fatalf("x86-64: %v %v", a, err)
+	}
+	if _, err := ForMachine(elf.EM_MIPS); err == nil {
+		t.Fatal("MIPS accepted")
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,179 @@
+// Package arch holds what hotpatch needs to know about the instruction set
+// of a traced program: how to encode the redirecting jump, the trap and
+// system call instructions, the numbers of the system calls the patcher
+// injects, how each relocation type is computed, and how DWARF numbers
+// registers. Each architecture is one table (amd64.go), chosen at run time
+// from the ELF machine of the patch or the target, so that adding AArch64
+// is an addition and not a rewrite.
+package arch
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// RelocClass says what the symbol value S of a relocation means, and so
+// how the patcher must resolve it before Apply computes the field.
+type RelocClass uint8
+
+const (
+	// ClassAddress: S is the symbol's run-time address.
+	ClassAddress RelocClass = iota
+	// ClassTPOff: S is the variable's offset from the thread pointer.
+	ClassTPOff
+	// ClassDTPMod: S is the TLS module id of the variable's object.
+	ClassDTPMod
+	// ClassDTPOff: S is the variable's offset inside its module's TLS
+	// block.
+	ClassDTPOff
+)
+
+// Overflow says which range the computed value must fit in.
+type Overflow uint8
+
+const (
+	OverflowNone Overflow = iota
+	OverflowSigned
+	OverflowUnsigned
+)
+
+// RelocType describes how one ELF relocation type is computed: field =
+// S + A (- P when PCRel), written in Size bytes little-endian.
+type RelocType struct {
+	Name     string
+	Class    RelocClass
+	Size     int
+	PCRel    bool
+	Overflow Overflow
+	// IsCall marks types used for direct calls and jumps (PLT32), which may
+	// be sent through a far-jump stub when the callee is out of reach.
+	IsCall bool
+}
+
+// ErrUnknownReloc is returned for a relocation type the table lacks.
+var ErrUnknownReloc = errors.New("unsupported relocation type")
+
+// ErrRelocOverflow means a computed value does not fit its field: for a
+// PC-relative reference, the symbol is further than ±2 GiB away.
+var ErrRelocOverflow = errors.New("relocation overflows its field")
+
+// Syscalls are the numbers of the system calls the patcher injects.
+type Syscalls struct {
+	Mmap, Munmap, Mprotect, Prctl int
+}
+
+// Arch is one architecture's table.
+type Arch struct {
+	Name    string
+	Machine elf.Machine
+	// PtrSize is the size of an address in bytes.
+	PtrSize int
+	// JumpSize is the length of the redirecting jump written over an old
+	// function's entry.
+	JumpSize int
+	// JumpReach is the largest distance the redirecting jump spans, in
+	// either direction.
+	JumpReach  int64
+	encodeJump func(from, to uint64) []byte
+	// FarJumpSize is the length of a stub that jumps to any address.
+	FarJumpSize int
+	encodeFar   func(to uint64) []byte
+	// Trap is the breakpoint instruction.
+	Trap []byte
+	// SyscallInsn is the instruction that enters the kernel.
+	SyscallInsn []byte
+	Sys         Syscalls
+	// Relocs maps ELF relocation type numbers to how they are computed.
+	Relocs map[uint32]RelocType
+	// DWARFRegs names, by DWARF register number, the ptrace register that
+	// holds it; "" means the unwinder cannot use that number.
+	DWARFRegs []string
+	// DWARFPC, DWARFSP and DWARFFP are the DWARF numbers of the program
+	// counter (return address column), the stack pointer and the frame
+	// pointer.
+	DWARFPC, DWARFSP, DWARFFP int
+	// ReturnAddressAdjust is subtracted from a return address to land
+	// inside the call instruction when looking up which function a frame
+	// belongs to.
+	ReturnAddressAdjust uint64
+}
+
+// ForMachine returns the table for an ELF machine.
+func ForMachine(m elf.Machine) (*Arch, error) {
+	switch m {
+	case elf.EM_X86_64:
+		return AMD64, nil
+	}
+	return nil, fmt.Errorf("architecture %v is not supported (supported: x86-64)", m)
+}
+
+// EncodeJump returns the redirecting jump placed at from that lands at to,
+// or false when to is out of its reach.
+func (a *Arch) EncodeJump(from, to uint64) ([]byte, bool) {
+	d := int64(to - (from + uint64(a.JumpSize)))
+	if d > a.JumpReach || d < -a.JumpReach-1 {
+		return nil, false
+	}
+	return a.encodeJump(from, to), true
+}
+
+// EncodeFarJump returns a position-independent stub that jumps to any
+// address; it is FarJumpSize bytes long.
+func (a *Arch) EncodeFarJump(to uint64) []byte { return a.encodeFar(to) }
+
+// Reloc looks a relocation type up, naming it in the error.
+func (a *Arch) Reloc(typ uint32) (RelocType, error) {
+	r, ok := a.Relocs[typ]
+	if !ok {
+		return RelocType{}, fmt.Errorf("%w %s", ErrUnknownReloc, a.RelocName(typ))
+	}
+	return r, nil
+}
+
+// RelocName names a relocation type for messages, known or not.
+func (a *Arch) RelocName(typ uint32) string {
+	if r, ok := a.Relocs[typ]; ok {
+		return r.Name
+	}
+	switch a.Machine {
+	case elf.EM_X86_64:
+		return elf.R_X86_64(typ).String()
+	case elf.EM_AARCH64:
+		return elf.R_AARCH64(typ).String()
+	}
+	return fmt.Sprintf("type %d", typ)
+}
+
+// Apply computes relocation r with symbol value s, addend addend and place
+// p (the run-time address of the field), and stores it into field, which
+// must be r.Size bytes long.
+func (r RelocType) Apply(field []byte, s uint64, addend int64, p uint64) error {
+	if len(field) != r.Size {
+		return fmt.Errorf("%s: field of %d bytes, want %d", r.Name, len(field), r.Size)
+	}
+	v := s + uint64(addend)
+	if r.PCRel {
+		v -= p
+	}
+	switch r.Size {
+	case 8:
+		binary.LittleEndian.PutUint64(field, v)
+	case 4:
+		switch r.Overflow {
+		case OverflowSigned:
+			if int64(v) != int64(int32(v)) {
+				return fmt.Errorf("%s: value %#x does not fit in 32 signed bits: %w", r.Name, v, ErrRelocOverflow)
+			}
+		case OverflowUnsigned:
+			if v != uint64(uint32(v)) {
+				return fmt.Errorf("%s: value %#x does not fit in 32 unsigned bits: %w", r.Name, v, ErrRelocOverflow)
+			}
+		}
+		binary.LittleEndian.PutUint32(field, uint32(v))
+	default:
+		return fmt.Errorf("%s: unsupported field size %d", r.Name, r.Size)
+	}
+	return nil
+}
