@@ -1,0 +1,140 @@
+package proc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Threads lists the thread ids of a process, in ascending order.
+func Threads(pid int) ([]int, error) {
+	ents, err := os.ReadDir(procPath(pid, "task"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("list threads of pid %d: process is gone: %w", pid, ErrNoProcess)
+		}
+		return nil, fmt.Errorf("list threads of pid %d: %w", pid, err)
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	sort.Ints(tids)
+	return tids, nil
+}
+
+// Status holds the fields of /proc/PID/status that hotpatch uses.
+type Status struct {
+	Name      string
+	State     string
+	Tgid      int
+	Pid       int
+	PPid      int
+	TracerPid int
+	Threads   int
+}
+
+// ParseStatus parses the text of /proc/PID/status.
+func ParseStatus(b []byte) (Status, error) {
+	var s Status
+	for n, line := range strings.Split(string(b), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		num := func(dst *int) error {
+			v, err := strconv.Atoi(val)
+			if err != nil {
+				return &FormatError{File: "status", Line: n + 1, Text: line, Msg: "bad number"}
+			}
+			*dst = v
+			return nil
+		}
+		var err error
+		switch key {
+		case "Name":
+			s.Name = val
+		case "State":
+			s.State = val
+		case "Tgid":
+			err = num(&s.Tgid)
+		case "Pid":
+			err = num(&s.Pid)
+		case "PPid":
+			err = num(&s.PPid)
+		case "TracerPid":
+			err = num(&s.TracerPid)
+		case "Threads":
+			err = num(&s.Threads)
+		}
+		if err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// ReadStatus reads /proc/PID/status.
+func ReadStatus(pid int) (Status, error) {
+	b, err := readProcFile(pid, "status")
+	if err != nil {
+		return Status{}, err
+	}
+	s, err := ParseStatus(b)
+	if err != nil {
+		return s, fmt.Errorf("parse status of pid %d: %w", pid, err)
+	}
+	return s, nil
+}
+
+// Exe returns the path of the process's executable as the kernel names it.
+func Exe(pid int) (string, error) {
+	p, err := os.Readlink(procPath(pid, "exe"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("read executable of pid %d: process is gone: %w", pid, ErrNoProcess)
+		}
+		return "", fmt.Errorf("read executable of pid %d: %w", pid, err)
+	}
+	return strings.TrimSuffix(p, " (deleted)"), nil
+}
+
+// Comm returns the process's command name.
+func Comm(pid int) (string, error) {
+	b, err := readProcFile(pid, "comm")
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+// Processes lists the ids of all processes in ascending order.
+func Processes() ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	var pids []int
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
+			pids = append(pids, pid)
+		}
+	}
+	sort.Ints(pids)
+	return pids, nil
+}
+
+// MappedFile returns a path through which the file behind a mapping can be
+// opened even when it was deleted or lives in another mount namespace:
+// /proc/PID/map_files/START-END. It needs CAP_SYS_ADMIN or, since Linux
+// 4.3, the same rights as ptrace; the caller falls back to the path.
+func MappedFile(pid int, m Mapping) string {
+	return fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.Start, m.End)
+}
