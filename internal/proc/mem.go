@@ -168,4 +168,3 @@ func (m *Mem) ReadAt(b []byte, addr uint64) error {
 
 // Close closes the file.
 func (m *Mem) Close() error { return m.f.Close() }
-
