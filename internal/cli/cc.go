@@ -3,7 +3,9 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 
+	"github.com/hotpatch/hotpatch/internal/wrapper"
 	"github.com/spf13/cobra"
 )
 
@@ -23,9 +25,28 @@ build it behaves exactly like the real compiler.`,
 	}
 }
 
+// assemblyDiffer is the differ the wrapper runs in the patched stage.
+var assemblyDiffer wrapper.Differ
+
 // runCompilerWrapper runs the wrapper under the name it was called by and
 // returns the exit status the build should see.
 func runCompilerWrapper(name string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fmt.Fprintf(stderr, "hotpatch: %s: the compiler wrapper is not implemented yet\n", name)
-	return exitUsage
+	self, _ := os.Executable()
+	w := &wrapper.Wrapper{
+		Name:   name,
+		Stdin:  stdin,
+		Stdout: stdout,
+		Stderr: stderr,
+		Getenv: os.Getenv,
+		Differ: assemblyDiffer,
+		Self:   self,
+	}
+	status, err := w.Run(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "hotpatch: %s\n", oneLine(err.Error()))
+		if status == 0 {
+			status = exitFailure
+		}
+	}
+	return status
 }
