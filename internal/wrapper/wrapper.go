@@ -227,7 +227,13 @@ func (r *run) do() (int, error) {
 			compiled = append(compiled, in)
 		}
 	}
-	if len(compiled) == 0 || r.isProbe() {
+	if r.isProbe() {
+		return r.passThrough(inv.Args)
+	}
+	if len(compiled) == 0 {
+		if inv.Mode == ModeLink {
+			return r.link(inv.Args)
+		}
 		return r.passThrough(inv.Args)
 	}
 	if inv.SplitDwarf {
@@ -364,7 +370,7 @@ func (r *run) compileUnit(in Input, obj, keyObj string, inLink bool) (int, error
 		return st, err
 	}
 	if st != 0 {
-		return st, &FailedError{Status: st, Reason: compileErrorReason(srcAbs, errBuf.String())}
+		return st, &FailedError{Status: st, Reason: compileErrorReason(displayName(srcAbs, r.cwd), errBuf.String())}
 	}
 	asm, err := os.ReadFile(obj)
 	if err != nil {
