@@ -126,8 +126,12 @@ var optionsWithSeparateArg = map[string]bool{
 // Parse analyses a gcc or g++ command line (without the program name).
 // Response files are expanded relative to the working directory, as gcc
 // does.
-func Parse(args []string) (*Invocation, error) {
-	expanded, err := ExpandResponseFiles(args, 0)
+func Parse(args []string) (*Invocation, error) { return ParseIn("", args) }
+
+// ParseIn is Parse for a command run in dir ("" is the working
+// directory).
+func ParseIn(dir string, args []string) (*Invocation, error) {
+	expanded, err := ExpandResponseFiles(dir, args, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -272,14 +276,18 @@ const maxResponseDepth = 16
 // ExpandResponseFiles replaces each @FILE argument by the arguments FILE
 // holds, recursively, with gcc's (libiberty's) quoting rules. An @FILE that
 // does not name a readable file stays as it is, as gcc keeps it.
-func ExpandResponseFiles(args []string, depth int) ([]string, error) {
+func ExpandResponseFiles(dir string, args []string, depth int) ([]string, error) {
 	var out []string
 	for _, a := range args {
 		if len(a) < 2 || a[0] != '@' {
 			out = append(out, a)
 			continue
 		}
-		data, err := os.ReadFile(a[1:])
+		name := a[1:]
+		if dir != "" && !filepath.IsAbs(name) {
+			name = filepath.Join(dir, name)
+		}
+		data, err := os.ReadFile(name)
 		if err != nil {
 			out = append(out, a)
 			continue
@@ -287,7 +295,7 @@ func ExpandResponseFiles(args []string, depth int) ([]string, error) {
 		if depth >= maxResponseDepth {
 			return nil, fmt.Errorf("%w %s: nested more than %d levels deep (does it include itself?)", ErrResponseFile, a[1:], maxResponseDepth)
 		}
-		inner, err := ExpandResponseFiles(SplitResponseFile(string(data)), depth+1)
+		inner, err := ExpandResponseFiles(dir, SplitResponseFile(string(data)), depth+1)
 		if err != nil {
 			return nil, err
 		}

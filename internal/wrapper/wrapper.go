@@ -73,6 +73,9 @@ type Wrapper struct {
 	// Self is this program's executable, so that a search of PATH for
 	// the real compiler never finds the wrapper again.
 	Self string
+	// Dir is the working directory of the compilation ("" for the
+	// process's own).
+	Dir string
 }
 
 // IsCXXName reports whether a wrapper name stands for the C++ driver.
@@ -166,11 +169,13 @@ func (w *Wrapper) Run(args []string) (int, error) {
 	if stateDir == "" {
 		return 1, fmt.Errorf("%s is set but %s is not", EnvStage, EnvState)
 	}
-	inv, err := Parse(args)
-	if err != nil {
-		return 1, err
+	cwd := w.Dir
+	if cwd == "" {
+		if cwd, err = os.Getwd(); err != nil {
+			return 1, err
+		}
 	}
-	cwd, err := os.Getwd()
+	inv, err := ParseIn(cwd, args)
 	if err != nil {
 		return 1, err
 	}
@@ -372,11 +377,11 @@ func (r *run) compileUnit(in Input, obj, keyObj string, inLink bool) (int, error
 	if st != 0 {
 		return st, &FailedError{Status: st, Reason: compileErrorReason(displayName(srcAbs, r.cwd), errBuf.String())}
 	}
-	asm, err := os.ReadFile(obj)
+	asm, err := os.ReadFile(r.abs(obj))
 	if err != nil {
 		return 1, fmt.Errorf("read assembly of %s: %w", src, err)
 	}
-	if err := os.Remove(obj); err != nil {
+	if err := os.Remove(r.abs(obj)); err != nil {
 		return 1, fmt.Errorf("compile %s: %w", src, err)
 	}
 
@@ -436,9 +441,9 @@ func (r *run) compileUnit(in Input, obj, keyObj string, inLink bool) (int, error
 // named after the object.
 func (r *run) writeSaveTemps(obj, asmPath string) error {
 	base := strings.TrimSuffix(filepath.Base(obj), filepath.Ext(obj)) + ".s"
-	dir := filepath.Dir(obj)
+	dir := filepath.Dir(r.abs(obj))
 	if r.inv.SaveTemps == "cwd" {
-		dir = "."
+		dir = r.cwd
 	}
 	data, err := os.ReadFile(asmPath)
 	if err != nil {
@@ -728,6 +733,7 @@ func (w *Wrapper) execCapture(real, args []string, withStdin bool, capture *byte
 		full = []string{"@" + rsp}
 	}
 	cmd := exec.Command(real[0], full...)
+	cmd.Dir = w.Dir
 	cmd.Env = append(os.Environ(), envNested+"=1")
 	if withStdin {
 		cmd.Stdin = w.Stdin
