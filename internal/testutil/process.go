@@ -36,18 +36,24 @@ func (w syncWriter) Write(b []byte) (int, error) {
 // together, and registers a cleanup that kills it.
 func Start(t testing.TB, path string, args ...string) *Process {
 	t.Helper()
+	return StartCmd(t, exec.Command(path, args...))
+}
+
+// StartCmd starts a prepared command (with its own Dir or Env) the way
+// Start does. Its Stdout, Stderr, Stdin and process group are set here.
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
 	p := &Process{waited: make(chan struct{})}
-	cmd := exec.Command(path, args...)
 	cmd.Stdout = syncWriter{p}
 	cmd.Stderr = syncWriter{p}
 	// Its own process group, so that a fixture's children die with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		t.Fatalf("start %s: %v", path, err)
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", path, err)
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	p.Cmd, p.Pid, p.Stdin = cmd, cmd.Process.Pid, stdin
 	go func() {
