@@ -1,0 +1,144 @@
+package ptrace
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/proc"
+	"golang.org/x/sys/unix"
+)
+
+// SyscallError is a system call that ran in the target and failed there.
+type SyscallError struct {
+	Nr    int
+	Errno unix.Errno
+}
+
+func (e *SyscallError) Error() string {
+	return fmt.Sprintf("system call %d in the target failed: %v", e.Nr, e.Errno)
+}
+
+func (e *SyscallError) Unwrap() error { return e.Errno }
+
+// Syscall executes system call nr with args on the stopped thread th,
+// stepping over the syscall instruction at insn (an address in the target
+// holding the arch's syscall instruction, found with FindSyscallInsn).
+// Every register is restored afterwards, orig_rax included, so a thread
+// that was stopped inside a blocking call (read, futex, nanosleep...)
+// restarts it transparently when resumed.
+func (c *Ctl) Syscall(th *Thread, insn uint64, nr int, args ...uint64) (uint64, error) {
+	if !th.Stopped {
+		return 0, fmt.Errorf("inject system call %d in thread %d of pid %d: thread is not stopped", nr, th.Tid, c.pid)
+	}
+	if len(args) > 6 {
+		return 0, fmt.Errorf("inject system call %d: %d arguments, at most 6", nr, len(args))
+	}
+	saved := th.Regs
+	work := saved
+	work.setSyscall(insn, nr, args)
+	if err := c.SetRegs(th, &work); err != nil {
+		return 0, err
+	}
+	res, stepErr := c.stepOverSyscall(th, insn)
+	// Restore even when the step failed: the thread must not resume at
+	// the syscall instruction with our arguments.
+	if err := c.SetRegs(th, &saved); err != nil {
+		if stepErr == nil {
+			stepErr = err
+		}
+	}
+	th.Regs = saved
+	if stepErr != nil {
+		return 0, fmt.Errorf("inject system call %d in thread %d of pid %d: %w", nr, th.Tid, c.pid, stepErr)
+	}
+	if v := int64(res); v < 0 && v > -4096 {
+		return 0, &SyscallError{Nr: nr, Errno: unix.Errno(-v)}
+	}
+	return res, nil
+}
+
+func (c *Ctl) stepOverSyscall(th *Thread, insn uint64) (uint64, error) {
+	for attempt := 0; attempt < 16; attempt++ {
+		if err := unix.PtraceSingleStep(th.Tid); err != nil {
+			return 0, &Error{Op: "single-step", Pid: c.pid, Tid: th.Tid, Err: err}
+		}
+		th.Stopped = false
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(th.Tid, &ws, unix.WALL, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return 0, &Error{Op: "wait for", Pid: c.pid, Tid: th.Tid, Err: err}
+			}
+			break
+		}
+		if ws.Exited() || ws.Signaled() {
+			delete(c.threads, th.Tid)
+			return 0, fmt.Errorf("thread %d exited during the injected call: %w", th.Tid, proc.ErrNoProcess)
+		}
+		th.Stopped = true
+		var r Regs
+		if err := unix.PtraceGetRegs(th.Tid, &r.raw); err != nil {
+			return 0, &Error{Op: "read registers of", Pid: c.pid, Tid: th.Tid, Err: err}
+		}
+		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0 && r.PC() != insn {
+			return r.syscallResult(), nil
+		}
+		if ws.TrapCause() == unix.PTRACE_EVENT_CLONE || ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+			continue
+		}
+		if ws.StopSignal() != unix.SIGTRAP {
+			// A signal for the program: keep it for later and try
+			// the step again (the registers are unchanged).
+			th.pendingSig = ws.StopSignal()
+			continue
+		}
+	}
+	return 0, fmt.Errorf("thread %d did not complete the system call", th.Tid)
+}
+
+// FindSyscallInsn finds the arch's syscall instruction in executable
+// memory of the process: the vDSO first, then the C library, then any
+// executable file mapping. Nothing is written into the target for it.
+func FindSyscallInsn(pid int, a *arch.Arch, maps []proc.Mapping) (uint64, error) {
+	rank := func(m proc.Mapping) int {
+		switch {
+		case m.Path == "[vdso]":
+			return 0
+		case strings.Contains(m.Path, "/libc.so") || strings.Contains(m.Path, "/libc-"):
+			return 1
+		case m.IsFile():
+			return 2
+		}
+		return -1
+	}
+	for want := 0; want <= 2; want++ {
+		for _, m := range maps {
+			if !m.Perms.Exec || !m.Perms.Read || rank(m) != want {
+				continue
+			}
+			buf := make([]byte, min(m.Size(), 1<<20))
+			if err := proc.ReadMem(pid, m.Start, buf); err != nil {
+				continue
+			}
+			if i := bytes.Index(buf, a.SyscallInsn); i >= 0 {
+				return m.Start + uint64(i), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("find a system call instruction in pid %d: none in its executable mappings", pid)
+}
+
+func readSysctl(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
