@@ -232,7 +232,7 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	if err != nil {
 		return err
 	}
-	cacheKey := d.cacheKey(command, fp)
+	cacheKey := d.cacheKey(fp)
 	if d.cacheValid(cacheKey) {
 		res.ReusedOriginal = true
 		d.logf("reusing the original stage of an earlier build: the tree is as that build left it")
@@ -424,9 +424,11 @@ func resolveCompiler(value, def, path, self string) (string, []string, error) {
 
 func (d *driver) cachePath() string { return filepath.Join(d.stateD, "original.json") }
 
-func (d *driver) cacheKey(command []string, fingerprint string) string {
+func (d *driver) cacheKey(fingerprint string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%q\x00%s\x00", version.Version, command, fingerprint)
+	// The user's command, not the effective one: "make -j 2" and "make"
+	// build the same original.
+	fmt.Fprintf(h, "%s\x00%q\x00%s\x00", version.Version, d.o.Command, fingerprint)
 	// A rebuilt hotpatch may keep assembly differently: its own identity
 	// is part of the key.
 	if st, err := os.Stat(d.o.Self); err == nil {
@@ -464,7 +466,7 @@ func (d *driver) saveCache() error {
 	if err != nil {
 		return err
 	}
-	data, _ := json.Marshal(cacheRecord{Key: d.cacheKey(d.command(), fp)})
+	data, _ := json.Marshal(cacheRecord{Key: d.cacheKey(fp)})
 	return os.WriteFile(d.cachePath(), data, 0o644)
 }
 
