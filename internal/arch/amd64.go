@@ -3,6 +3,8 @@ package arch
 import (
 	"debug/elf"
 	"encoding/binary"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // AMD64 is the x86-64 table.
@@ -48,6 +50,17 @@ var AMD64 = &Arch{
 		0: "rax", 1: "rdx", 2: "rcx", 3: "rbx", 4: "rsi", 5: "rdi", 6: "rbp", 7: "rsp",
 		8: "r8", 9: "r9", 10: "r10", 11: "r11", 12: "r12", 13: "r13", 14: "r14", 15: "r15",
 		16: "rip",
+	},
+	PaddingLen: func(b []byte) int {
+		n := 0
+		for n < len(b) {
+			inst, err := x86asm.Decode(b[n:], 64)
+			if err != nil || !(inst.Op == x86asm.NOP || inst.Op == x86asm.INT && inst.Len == 1) {
+				break
+			}
+			n += inst.Len
+		}
+		return n
 	},
 	DWARFPC:             16,
 	DWARFSP:             7,

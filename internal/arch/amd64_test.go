@@ -136,3 +136,20 @@ func TestForMachine(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestAMD64PaddingLen(t *testing.T) {
+	for _, c := range []struct {
+		b    []byte
+		want int
+	}{
+		{[]byte{0xcc, 0xcc, 0xcc, 0xcc, 0xcc}, 5},
+		{[]byte{0x90, 0x0f, 0x1f, 0x40, 0x00, 0x55}, 5},                          // nop; nopl 0(%rax); push %rbp
+		{[]byte{0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00}, 10}, // cs nopw
+		{[]byte{0x55, 0x90}, 0},
+		{[]byte{0x0f}, 0},
+	} {
+		if got := AMD64.PaddingLen(c.b); got != c.want {
+			t.Errorf("PaddingLen(% x) = %d, want %d", c.b, got, c.want)
+		}
+	}
+}

@@ -94,6 +94,10 @@ type Arch struct {
 	// counter (return address column), the stack pointer and the frame
 	// pointer.
 	DWARFPC, DWARFSP, DWARFFP int
+	// PaddingLen returns how many leading bytes of b are padding that
+	// the compiler or linker put between functions (nops, traps), which a
+	// jump over a too-short function may overwrite.
+	PaddingLen func(b []byte) int
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.
