@@ -1,0 +1,10 @@
+// A new global whose initialiser runs at start-up cannot be set up in a
+// process that is already running: refused.
+#include <cstdlib>
+
+static int seed = 1;
+
+int next()
+{
+	return seed++;
+}

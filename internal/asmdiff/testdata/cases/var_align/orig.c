@@ -1,0 +1,3 @@
+/* Changing the alignment of an existing variable is refused. */
+long counter = 1;
+long get(void) { return counter++; }
