@@ -1,0 +1,213 @@
+package patcher
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"sort"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/proc"
+)
+
+// The region header, at the start of every patch region in the target:
+//
+//	offset 0   16 bytes  magic "\x7fHOTPATCH-REGION"
+//	offset 16  uint32    header format version (1)
+//	offset 20  uint32    length N of the JSON document that follows
+//	offset 24  uint32    CRC-32 (IEEE) of the JSON document
+//	offset 28  uint32    reserved, zero
+//	offset 32  N bytes   JSON (regionHeader)
+//
+// JSON keeps the record self-describing, so that a newer hotpatch reads
+// what an older one left in a long-running process.
+var regionMagic = [16]byte{0x7f, 'H', 'O', 'T', 'P', 'A', 'T', 'C', 'H', '-', 'R', 'E', 'G', 'I', 'O', 'N'}
+
+const (
+	regionHeaderVersion = 1
+	regionPrefixSize    = 32
+	// maxHeaderSize bounds what discovery reads from a candidate mapping.
+	maxHeaderSize = 16 << 20
+)
+
+// regionHeader is what a region records about the patch it holds.
+type regionHeader struct {
+	ID      string `json:"id"`
+	Level   uint32 `json:"level"`
+	BuildID string `json:"build_id"`
+	// Target is the patched object's path in the process, and Bias its
+	// load bias when the patch was applied.
+	Target string `json:"target"`
+	Bias   uint64 `json:"load_bias"`
+	Base   uint64 `json:"base"`
+	Size   uint64 `json:"size"`
+	// Seq orders the patches of one process: a newer patch has a higher
+	// Seq. Unpatch without an id removes the highest.
+	Seq       uint64 `json:"seq"`
+	AppliedAt string `json:"applied_at"`
+	PauseUS   int64  `json:"pause_us"`
+	Tool      string `json:"tool,omitempty"`
+	// Parts are the page-aligned pieces of the region and their
+	// protections: header r, text r-x, rodata r, data rw-.
+	Parts []regionPart `json:"parts"`
+	// Text bounds the patch code, which the safety check of an unpatch
+	// covers.
+	TextStart uint64 `json:"text_start"`
+	TextEnd   uint64 `json:"text_end"`
+	// EHFrame locates the call frame information of the patch code.
+	EHFrameAddr uint64       `json:"eh_frame_addr,omitempty"`
+	EHFrameSize uint64       `json:"eh_frame_size,omitempty"`
+	Funcs       []regionFunc `json:"funcs"`
+}
+
+type regionPart struct {
+	Name string `json:"name"`
+	Off  uint64 `json:"off"`
+	Size uint64 `json:"size"`
+	Prot string `json:"prot"`
+}
+
+type regionFunc struct {
+	Name      string `json:"name"`
+	Old       uint64 `json:"old"`
+	OldSize   uint64 `json:"old_size"`
+	New       uint64 `json:"new"`
+	NewSize   uint64 `json:"new_size"`
+	RangeOnly bool   `json:"range_only,omitempty"`
+	// Saved are the bytes the jump overwrote: the original code, or the
+	// jump of the patch below this one.
+	Saved []byte `json:"saved,omitempty"`
+	// Prev is the base of the region whose jump Saved holds (stacking),
+	// 0 when Saved is the original code.
+	Prev uint64 `json:"prev,omitempty"`
+}
+
+func (h *regionHeader) encode() ([]byte, error) {
+	doc, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("encode region header: %w", err)
+	}
+	b := make([]byte, regionPrefixSize, regionPrefixSize+len(doc))
+	copy(b, regionMagic[:])
+	binary.LittleEndian.PutUint32(b[16:], regionHeaderVersion)
+	binary.LittleEndian.PutUint32(b[20:], uint32(len(doc)))
+	binary.LittleEndian.PutUint32(b[24:], crc32.ChecksumIEEE(doc))
+	return append(b, doc...), nil
+}
+
+// errNotRegion means a mapping does not start with a region header.
+var errNotRegion = fmt.Errorf("not a patch region")
+
+// decodeRegionPrefix checks the fixed part and returns the JSON length.
+func decodeRegionPrefix(b []byte) (int, error) {
+	if len(b) < regionPrefixSize || !bytes.Equal(b[:16], regionMagic[:]) {
+		return 0, errNotRegion
+	}
+	if v := binary.LittleEndian.Uint32(b[16:]); v != regionHeaderVersion {
+		return 0, fmt.Errorf("region header version %d, this hotpatch reads %d: use a newer hotpatch", v, regionHeaderVersion)
+	}
+	n := binary.LittleEndian.Uint32(b[20:])
+	if n > maxHeaderSize {
+		return 0, fmt.Errorf("region header claims %d bytes", n)
+	}
+	return int(n), nil
+}
+
+func decodeRegionHeader(b []byte) (*regionHeader, error) {
+	n, err := decodeRegionPrefix(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < regionPrefixSize+n {
+		return nil, fmt.Errorf("region header truncated: %d of %d bytes", len(b)-regionPrefixSize, n)
+	}
+	doc := b[regionPrefixSize : regionPrefixSize+n]
+	if crc32.ChecksumIEEE(doc) != binary.LittleEndian.Uint32(b[24:]) {
+		return nil, fmt.Errorf("region header checksum mismatch")
+	}
+	var h regionHeader
+	if err := json.Unmarshal(doc, &h); err != nil {
+		return nil, fmt.Errorf("decode region header: %w", err)
+	}
+	return &h, nil
+}
+
+// Region is a patch region found in a process.
+type Region struct {
+	hdr *regionHeader
+}
+
+// ID, Level and the rest describe the patch for info.
+func (r *Region) ID() string           { return r.hdr.ID }
+func (r *Region) Level() uint32        { return r.hdr.Level }
+func (r *Region) BuildID() string      { return r.hdr.BuildID }
+func (r *Region) Target() string       { return r.hdr.Target }
+func (r *Region) Base() uint64         { return r.hdr.Base }
+func (r *Region) Size() uint64         { return r.hdr.Size }
+func (r *Region) PauseUS() int64       { return r.hdr.PauseUS }
+func (r *Region) Seq() uint64          { return r.hdr.Seq }
+func (r *Region) AppliedAt() time.Time { t, _ := time.Parse(time.RFC3339Nano, r.hdr.AppliedAt); return t }
+
+// Functions lists the names of the functions the patch redirects.
+func (r *Region) Functions() []string {
+	var out []string
+	for _, f := range r.hdr.Funcs {
+		if !f.RangeOnly {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// FindRegions scans the anonymous mappings of pid for region headers.
+// Nothing but the process is consulted: this works after the tool that
+// applied the patches was restarted or upgraded.
+func FindRegions(pid int, maps []proc.Mapping) ([]*Region, error) {
+	var cands []proc.Mapping
+	for _, m := range maps {
+		// A region starts with its read-only header part.
+		if m.IsAnonymous() && m.Perms.Read && !m.Perms.Write && !m.Perms.Exec && !m.Perms.Shared {
+			cands = append(cands, m)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	ranges := make([]proc.Range, len(cands))
+	for i, m := range cands {
+		ranges[i] = proc.Range{Addr: m.Start, Buf: make([]byte, regionPrefixSize)}
+	}
+	got, err := proc.ReadRanges(pid, ranges)
+	if err != nil {
+		return nil, fmt.Errorf("find patch regions in pid %d: %w", pid, err)
+	}
+	var out []*Region
+	for i, m := range cands {
+		if got[i] < regionPrefixSize {
+			continue
+		}
+		n, err := decodeRegionPrefix(ranges[i].Buf)
+		if err == errNotRegion {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("patch region at %#x in pid %d: %w", m.Start, pid, err)
+		}
+		buf := make([]byte, regionPrefixSize+n)
+		if err := proc.ReadMem(pid, m.Start, buf); err != nil {
+			return nil, fmt.Errorf("read patch region header at %#x in pid %d: %w", m.Start, pid, err)
+		}
+		h, err := decodeRegionHeader(buf)
+		if err != nil {
+			return nil, fmt.Errorf("patch region at %#x in pid %d: %w", m.Start, pid, err)
+		}
+		if h.Base != m.Start {
+			return nil, fmt.Errorf("patch region at %#x in pid %d records base %#x: the header was copied or corrupted", m.Start, pid, h.Base)
+		}
+		out = append(out, &Region{hdr: h})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].hdr.Seq < out[j].hdr.Seq })
+	return out, nil
+}

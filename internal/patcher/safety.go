@@ -1,0 +1,189 @@
+package patcher
+
+import (
+	"fmt"
+
+	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/ptrace"
+	"github.com/hotpatch/hotpatch/internal/unwind"
+)
+
+// stackSnapshot is how much of each thread's stack is copied in the bulk
+// read; deeper frames are read word by word through /proc/PID/mem.
+const stackSnapshot = 8 << 10
+
+// dangerRange is code no thread may be in, or return into, when the jumps
+// are written: an old function being replaced, or patch code being
+// removed.
+type dangerRange struct {
+	start, end uint64
+	name       string
+}
+
+// BusyError says a thread was executing, or would return into, a function
+// being replaced or removed, for as long as the patcher was allowed to
+// retry.
+type BusyError struct {
+	Pid, Tid int
+	Function string
+	// PC is where the thread was; Frame its depth (0 = executing).
+	PC       uint64
+	Frame    int
+	Attempts int
+	// Scanned is set when the stack could not be unwound and a
+	// conservative scan found the address.
+	Scanned bool
+}
+
+func (e *BusyError) Error() string {
+	how := "is executing"
+	if e.Frame > 0 {
+		how = fmt.Sprintf("will return into (frame %d)", e.Frame)
+	}
+	if e.Scanned {
+		how = "may return into (a conservative stack scan found its address)"
+	}
+	return fmt.Sprintf("thread %d of pid %d %s %s at %#x after %d attempts: retry when the function is idle, or raise --retries/--timeout",
+		e.Tid, e.Pid, how, e.Function, e.PC, e.Attempts)
+}
+
+// checker holds everything the safety check needs, prepared before the
+// pause so that the pause only reads stacks and walks tables.
+type checker struct {
+	pid    int
+	space  *unwind.AddressSpace
+	ranges *unwind.Ranges
+	danger []dangerRange
+	mem    *unwind.ProcessMemory
+	bufs   []byte
+	frames []unwind.Frame
+	hits   []unwind.Hit
+	snap   []unwind.Snapshot
+	rngs   []proc.Range
+}
+
+var tableCache = map[*Object]*unwind.Table{}
+
+func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []dangerRange) (*checker, error) {
+	a := unwind.AMD64
+	space := unwind.NewAddressSpace(a)
+	for _, o := range p.Objects {
+		if len(o.File.EHFrame.Data) == 0 {
+			continue
+		}
+		t, err := objectTable(o)
+		if err != nil {
+			// An object whose CFI cannot be parsed is unwound through
+			// by the conservative scan instead.
+			continue
+		}
+		_ = space.Add(t, o.Bias)
+	}
+	for _, h := range regions {
+		if h.EHFrameSize == 0 || h.EHFrameSize > 16<<20 {
+			continue
+		}
+		data := make([]byte, h.EHFrameSize)
+		if err := proc.ReadMem(p.Pid, h.EHFrameAddr, data); err != nil {
+			continue
+		}
+		if t, err := unwind.NewTable(a, "patch "+h.ID, unwind.Section{Addr: h.EHFrameAddr, Data: data}, unwind.Section{}); err == nil {
+			_ = space.Add(t, 0)
+		}
+	}
+	for _, l := range extra {
+		if l.ehSize == 0 {
+			continue
+		}
+		off := l.ehAddr - l.base
+		data := l.image[off : off+l.ehSize]
+		if t, err := unwind.NewTable(a, "patch "+l.patch.ID, unwind.Section{Addr: l.ehAddr, Data: data}, unwind.Section{}); err == nil {
+			_ = space.Add(t, 0)
+		}
+	}
+	cr := make([]unwind.CodeRange, len(danger))
+	for i, d := range danger {
+		cr[i] = unwind.CodeRange{Start: d.start, End: d.end, ID: i}
+	}
+	mem, err := unwind.OpenProcessMemory(p.Pid)
+	if err != nil {
+		return nil, err
+	}
+	c := &checker{pid: p.Pid, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
+		frames: make([]unwind.Frame, 0, unwind.DefaultMaxFrames)}
+	if tids, err := proc.Threads(p.Pid); err == nil {
+		c.grow(len(tids) + 8)
+	}
+	return c, nil
+}
+
+var tableCacheByFile = map[string]*unwind.Table{}
+
+func objectTable(o *Object) (*unwind.Table, error) {
+	key := o.Path + "\x00" + string(o.File.BuildID)
+	if t, ok := tableCacheByFile[key]; ok {
+		return t, nil
+	}
+	t, err := unwind.TableForObject(o.File)
+	if err != nil {
+		return nil, err
+	}
+	tableCacheByFile[key] = t
+	return t, nil
+}
+
+func (c *checker) close() { c.mem.Close() }
+
+// grow makes room for n threads' stacks.
+func (c *checker) grow(n int) {
+	if len(c.snap) >= n {
+		return
+	}
+	c.bufs = make([]byte, n*stackSnapshot)
+	c.snap = make([]unwind.Snapshot, n)
+	c.rngs = make([]proc.Range, n)
+}
+
+// check reads every stopped thread's stack in one batch and looks for a
+// frame inside a danger range. It returns nil when the jumps may be
+// written.
+func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
+	if len(c.danger) == 0 {
+		return nil, nil
+	}
+	c.grow(len(threads))
+	for i, th := range threads {
+		c.rngs[i] = proc.Range{Addr: th.Regs.SP(), Buf: c.bufs[i*stackSnapshot : (i+1)*stackSnapshot]}
+	}
+	got, err := proc.ReadRanges(c.pid, c.rngs[:len(threads)])
+	if err != nil {
+		return nil, err
+	}
+	for i, th := range threads {
+		snap := &c.snap[i]
+		*snap = unwind.Snapshot{Addr: th.Regs.SP(), Data: c.rngs[i].Buf[:got[i]], Fallback: c.mem}
+		regs := unwind.AMD64.RegsFrom(&th.Regs)
+		frames, uerr := c.space.Unwind(&regs, snap, c.frames[:0])
+		for depth, f := range frames {
+			for _, d := range c.danger {
+				if f.In(d.start, d.end) {
+					return &BusyError{Pid: c.pid, Tid: th.Tid, Function: d.name, PC: f.PC, Frame: depth}, nil
+				}
+			}
+		}
+		if uerr != nil {
+			// The unwind stopped early: every word above the last good
+			// frame that points into a danger range counts.
+			sp := th.Regs.SP()
+			if len(frames) > 0 {
+				sp = frames[len(frames)-1].SP
+			}
+			c.hits = unwind.Scan(snap, sp, c.ranges, c.hits[:0])
+			if len(c.hits) > 0 {
+				h := c.hits[0]
+				return &BusyError{Pid: c.pid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: len(frames), Scanned: true}, nil
+			}
+		}
+	}
+	return nil, nil
+}

@@ -1,0 +1,64 @@
+/* The patch target: prints one line of results every few milliseconds,
+ * from several threads, until killed. Every function a test patches is
+ * noinline so that its callers go through its entry. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int lib_value(int x);
+int lib_tls_value(void);
+
+int global_counter = 1000;
+static int hidden = 7;
+static const char greeting[] = "hello";
+__thread int exe_tls = 5;
+
+__attribute__((noinline)) int compute(int x) { return x + 1; }
+__attribute__((noinline)) const char *message(void) { return "old"; }
+__attribute__((noinline)) int helper(int x) { return x * 3; }
+__attribute__((noinline)) int ticks(void) {
+	static int count;
+	return ++count + hidden * 0;
+}
+__attribute__((noinline)) int tls_value(void) { return exe_tls; }
+__attribute__((noinline)) const char *greet(void) { return greeting; }
+__attribute__((noinline)) int tiny(void) { return 0; }
+__attribute__((noinline)) void spin_here(volatile int *stop) {
+	while (!*stop)
+		;
+}
+
+static volatile int stop_spinning;
+
+static void *worker(void *arg) {
+	long id = (long)arg;
+	char line[256];
+	for (;;) {
+		snprintf(line, sizeof line, "t%ld compute=%d message=%s ticks=%d tls=%d lib=%d libtls=%d greet=%s helper=%d tiny=%d\n",
+			 id, compute(1), message(), ticks() > 0, tls_value(), lib_value(1), lib_tls_value(), greet(), helper(1), tiny());
+		fputs(line, stdout);
+		fflush(stdout);
+		usleep(2000 + 1000 * id);
+	}
+	return NULL;
+}
+
+static void *spinner(void *arg) {
+	spin_here(&stop_spinning);
+	return arg;
+}
+
+int main(int argc, char **argv) {
+	int threads = argc > 1 ? atoi(argv[1]) : 1;
+	pthread_t t;
+	if (argc > 2 && strcmp(argv[2], "spin") == 0)
+		pthread_create(&t, NULL, spinner, NULL);
+	for (long i = 1; i < threads; i++)
+		pthread_create(&t, NULL, worker, (void *)i);
+	printf("ready\n");
+	fflush(stdout);
+	worker((void *)0);
+	return 0;
+}
