@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/hotpatch/hotpatch/internal/asmdiff"
 	"github.com/hotpatch/hotpatch/internal/wrapper"
 	"github.com/spf13/cobra"
 )
@@ -25,8 +26,25 @@ build it behaves exactly like the real compiler.`,
 	}
 }
 
-// assemblyDiffer is the differ the wrapper runs in the patched stage.
-var assemblyDiffer wrapper.Differ
+// assemblyDiffer is the differ the wrapper runs in the patched stage: the
+// one behind "hotpatch gensrc", called in-process.
+var assemblyDiffer wrapper.Differ = func(original, patched []byte, file string) ([]byte, []wrapper.Change, error) {
+	out, rep, err := asmdiff.Generate(original, patched, asmdiff.Options{
+		OriginalName: file + " (original)",
+		PatchedName:  file,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var changes []wrapper.Change
+	for _, c := range rep.Functions {
+		changes = append(changes, wrapper.Change{Name: c.Name, Status: c.Status})
+	}
+	for _, c := range rep.Variables {
+		changes = append(changes, wrapper.Change{Name: c.Name, Status: c.Status})
+	}
+	return out, changes, nil
+}
 
 // runCompilerWrapper runs the wrapper under the name it was called by and
 // returns the exit status the build should see.
