@@ -22,7 +22,19 @@ import (
 	"github.com/hotpatch/hotpatch/internal/wrapper"
 )
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+func TestMain(m *testing.M) { testutil.Main(removingBinary{m}) }
+
+// removingBinary removes the hotpatch binary the tests built once they
+// are done.
+type removingBinary struct{ m *testing.M }
+
+func (r removingBinary) Run() int {
+	code := r.m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	return code
+}
 
 var (
 	binOnce sync.Once
@@ -33,7 +45,7 @@ var (
 
 // hotpatchBinary builds the real command once per test run: the build
 // runs it as the compiler wrapper, through the shims, as users do.
-func hotpatchBinary(t *testing.T) string {
+func hotpatchBinary(t testing.TB) string {
 	t.Helper()
 	testutil.RequireGCC(t)
 	testutil.RequireTools(t, "make", "patch")
@@ -595,4 +607,63 @@ func TestBuildDebianLZ4(t *testing.T) {
 	if after := treeHash(t, tree, nil); after != before {
 		t.Errorf("tree not restored")
 	}
+}
+
+// BenchmarkBuildMakeProject measures a whole patch build of the small make
+// project: cold (original stage, patched stage, restore) and warm (the
+// original stage reused). Compare with BenchmarkPlainMake.
+func BenchmarkBuildMakeProject(b *testing.B) {
+	for _, warm := range []bool{false, true} {
+		name := "cold"
+		if warm {
+			name = "warm"
+		}
+		b.Run(name, func(b *testing.B) {
+			tree := copyTreeB(b, "makeproj")
+			bin := hotpatchBinary(b)
+			diff, _ := filepath.Abs("testdata/makeproj-diffs/fix-CVE-2024-0001.diff")
+			run := func() {
+				cmd := exec.Command(bin, "build", diff)
+				cmd.Dir = tree
+				cmd.Env = cleanEnv()
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("%v\n%s", err, out)
+				}
+			}
+			if warm {
+				run()
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if !warm {
+					b.StopTimer()
+					os.RemoveAll(filepath.Join(tree, "patchroot"))
+					b.StartTimer()
+				}
+				run()
+			}
+		})
+	}
+}
+
+// BenchmarkPlainMake is the plain build the patch build is compared with.
+func BenchmarkPlainMake(b *testing.B) {
+	tree := copyTreeB(b, "makeproj")
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command("sh", "-c", "make -s clean && make -s")
+		cmd.Dir = tree
+		cmd.Env = cleanEnv()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%v\n%s", err, out)
+		}
+	}
+}
+
+func copyTreeB(b *testing.B, name string) string {
+	dst := filepath.Join(b.TempDir(), name)
+	cmd := exec.Command("cp", "-r", filepath.Join("testdata", name), dst)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	return dst
 }
