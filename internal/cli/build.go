@@ -31,7 +31,13 @@ func newBuildCommand(g *globalOptions) *cobra.Command {
 		Long: `build runs the project's own build twice through the compiler wrapper:
 once on the original sources and once with the diffs applied. It writes one
 patch file per changed executable or shared library, named BUILDID.hpatch.
-The default build command is make.`,
+The default build command is make.
+
+The build runs in SRCDIR itself, so that the objects are those of a plain
+build. Afterwards the sources are restored and the changed objects rebuilt
+from them. The original stage is kept in SRCDIR/patchroot/.hotpatch: a
+later build on the unchanged tree reuses it. CMake caches the compiler's
+full path, so configure the build directory inside the build command.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			diffs, command := args, []string(nil)
@@ -51,7 +57,7 @@ The default build command is make.`,
 	f.Uint32Var(&o.level, "level", 1, "patch level; a higher level replaces a lower one with the same id")
 	f.StringVar(&o.description, "description", "", "free-text description stored in the patch")
 	f.IntVarP(&o.jobs, "jobs", "j", 0, "parallel build jobs (passed to make as -j N)")
-	f.StringArrayVar(&o.targets, "target", nil, "deployed binary or library whose build-id the original stage must reproduce (repeatable)")
+	f.StringArrayVar(&o.targets, "target", nil, "deployed binary or library whose build-id the original stage must reproduce (repeatable); when given, only these get patches")
 	return cmd
 }
 
