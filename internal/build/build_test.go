@@ -667,3 +667,31 @@ func copyTreeB(b *testing.B, name string) string {
 	}
 	return dst
 }
+
+// Several diffs apply in order and make one patch per object; the id and
+// labels come from their names.
+func TestBuildSeveralDiffs(t *testing.T) {
+	t.Parallel()
+	tree := copyTree(t, "makeproj")
+	out := t.TempDir()
+	r := runHotpatch(t, tree, "build", "-o", out, "--description", "two fixes",
+		diffPath(t, "makeproj-diffs/fix-CVE-2024-0001.diff"), diffPath(t, "makeproj-diffs/checksum.diff"))
+	if r.status != 0 {
+		t.Fatalf("status %d\n%s", r.status, r.stderr)
+	}
+	patches := patchesByTarget(t, r)
+	lib, ok := patches["libcalc.so"]
+	if !ok {
+		t.Fatalf("no library patch:\n%s", r.stdout)
+	}
+	if got := funcNames(lib); !reflect.DeepEqual(got, []string{"calc_add", "calc_checksum"}) {
+		t.Errorf("library functions %v", got)
+	}
+	if lib.ID != "fix-CVE-2024-0001+checksum" || lib.Description != "two fixes" || !reflect.DeepEqual(lib.Labels, []string{"CVE-2024-0001"}) {
+		t.Errorf("header id %q description %q labels %v", lib.ID, lib.Description, lib.Labels)
+	}
+	ents, _ := os.ReadDir(out)
+	if len(ents) != len(patches) {
+		t.Errorf("%d files in -o %s, %d patches", len(ents), out, len(patches))
+	}
+}
