@@ -62,6 +62,17 @@ var AMD64 = &Arch{
 		}
 		return n
 	},
+	CallBefore: func(code []byte) bool {
+		// call rel32 is 5 bytes; indirect calls through a register or
+		// memory are 2 to 7 bytes with prefixes and displacements.
+		for k := 2; k <= 7 && k <= len(code); k++ {
+			inst, err := x86asm.Decode(code[len(code)-k:], 64)
+			if err == nil && inst.Op == x86asm.CALL && inst.Len == k {
+				return true
+			}
+		}
+		return false
+	},
 	DWARFPC:             16,
 	DWARFSP:             7,
 	DWARFFP:             6,

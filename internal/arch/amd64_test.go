@@ -153,3 +153,20 @@ func TestAMD64PaddingLen(t *testing.T) {
 		}
 	}
 }
+
+func TestAMD64CallBefore(t *testing.T) {
+	for _, c := range []struct {
+		code []byte
+		want bool
+	}{
+		{[]byte{0x90, 0x90, 0xe8, 1, 2, 3, 4}, true},              // call rel32
+		{[]byte{0x90, 0x90, 0x90, 0x90, 0x90, 0xff, 0xd0}, true},  // call *%rax
+		{[]byte{0x90, 0xff, 0x15, 0x10, 0x20, 0x00, 0x00}, true},  // call *0x2010(%rip)
+		{[]byte{0x90, 0x90, 0x90, 0x90, 0x90, 0x48, 0x89}, false}, // middle of a mov
+		{[]byte{0x55, 0x48, 0x89, 0xe5, 0x31, 0xc0, 0xc3}, false}, // push; mov; xor; ret
+	} {
+		if got := AMD64.CallBefore(c.code); got != c.want {
+			t.Errorf("CallBefore(% x) = %v, want %v", c.code, got, c.want)
+		}
+	}
+}

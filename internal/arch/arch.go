@@ -98,6 +98,11 @@ type Arch struct {
 	// the compiler or linker put between functions (nops, traps), which a
 	// jump over a too-short function may overwrite.
 	PaddingLen func(b []byte) int
+	// CallBefore reports whether code, the bytes that end at a candidate
+	// return address, ends with a call instruction. The conservative
+	// stack scan uses it to tell return addresses from function pointers
+	// and other data that happen to point into code.
+	CallBefore func(code []byte) bool
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.

@@ -242,8 +242,12 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 				hdr.Funcs = append(hdr.Funcs, f)
 				continue
 			}
-			if err := s.checkRoom(obj, f); err != nil {
-				return nil, fmt.Errorf("patch %s: %w", patch.ID, err)
+			if _, inBatch := pending[f.Old]; top[f.Old] == nil && !inBatch {
+				// Checked once, by the first patch of the function: its
+				// entry now holds a jump.
+				if err := s.checkRoom(obj, f); err != nil {
+					return nil, fmt.Errorf("patch %s: %w", patch.ID, err)
+				}
 			}
 			jump, ok := s.a.EncodeJump(f.Old, f.New)
 			if !ok {
@@ -323,18 +327,18 @@ func (s *session) checkRoom(obj *Object, f regionFunc) error {
 	if f.OldSize >= uint64(s.a.JumpSize) {
 		return nil
 	}
+	for a := f.Old + f.OldSize; a < f.Old+uint64(s.a.JumpSize); a++ {
+		if sym, ok := obj.File.FuncAt(a - obj.Bias); ok && sym.Value+obj.Bias == a {
+			return fmt.Errorf("function %s in %s is %d bytes, shorter than the %d-byte jump, and %s follows it at once: %w",
+				f.Name, obj.Path, f.OldSize, s.a.JumpSize, sym.Name, ErrTooShort)
+		}
+	}
 	// Read well past the jump: a multi-byte nop must be decoded whole.
 	buf := make([]byte, f.OldSize+32)
 	if err := proc.ReadMem(s.p.Pid, f.Old, buf); err != nil {
 		return err
 	}
 	if s.a.PaddingLen(buf[f.OldSize:]) >= s.a.JumpSize-int(f.OldSize) {
-		for a := f.Old + f.OldSize; a < f.Old+uint64(s.a.JumpSize); a++ {
-			if sym, ok := obj.File.FuncAt(a - obj.Bias); ok && sym.Value+obj.Bias == a {
-				return fmt.Errorf("function %s in %s is %d bytes, shorter than the %d-byte jump, and %s follows it: %w",
-					f.Name, obj.Path, f.OldSize, s.a.JumpSize, sym.Name, ErrTooShort)
-			}
-		}
 		return nil
 	}
 	return fmt.Errorf("function %s in %s is %d bytes, shorter than the %d-byte jump, and no padding follows it: %w",

@@ -83,6 +83,24 @@ func expectAll(t *testing.T, tg *ptracetest.Target, from, n int, want string) in
 	return len(tg.Output())
 }
 
+// expectOne waits until thread i printed want after offset from.
+func expectOne(t *testing.T, tg *ptracetest.Target, from, i int, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := tg.Output()
+		for _, line := range strings.Split(out[min(from, len(out)):], "\n") {
+			if strings.HasPrefix(line, fmt.Sprintf("t%d ", i)) && strings.Contains(line, want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) || !tg.Alive() {
+			t.Fatalf("thread %d did not print %q; output:\n%s", i, want, lastLines(out[min(from, len(out)):], 20))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
@@ -190,4 +208,412 @@ func TestPatchPIEExecutable(t *testing.T) {
 	if _, err := Unpatch(tg.Pid, "", testOpts); !errors.Is(err, ErrNotPatched) {
 		t.Errorf("unpatch of an unpatched process: %v", err)
 	}
+}
+
+func TestPatchNonPIEExecutable(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, false)
+	tg := startApp(t, app, "2")
+	// Non-PIE code takes addresses as 32-bit immediates (R_X86_64_32):
+	// the region must land below 2 GiB.
+	p := buildPatch(t, patchSpec{ID: "nopie", Level: 1, Target: app, Flags: []string{"-fno-pie", "-mcmodel=small"},
+		Source: `
+extern int global_counter;
+const char *message_hp(void) { return global_counter == 1000 ? "new-nopie" : "bad"; }`,
+		Replace: map[string]string{"message": "message_hp"}})
+	res := apply(t, tg.Pid, p)
+	if res.Patches[0].Base >= 1<<31 {
+		t.Errorf("region of a non-PIE patch at %#x, above 2 GiB", res.Patches[0].Base)
+	}
+	off := expectAll(t, tg, len(tg.Output()), 2, "message=new-nopie")
+	unpatch(t, tg.Pid, "nopie")
+	expectAll(t, tg, off, 2, "message=old")
+}
+
+func TestPatchSharedLibrary(t *testing.T) {
+	t.Parallel()
+	app, lib := fixture(t, true)
+	tg := startApp(t, app, "2")
+	p := buildPatch(t, patchSpec{ID: "lib", Level: 1, Target: lib, Flags: []string{"-fPIC"},
+		Source: `
+extern int lib_global;
+int lib_value_hp(int x) { return x * 2 + lib_global; }`,
+		Replace: map[string]string{"lib_value": "lib_value_hp"}})
+	apply(t, tg.Pid, p)
+	off := expectAll(t, tg, len(tg.Output()), 2, "lib=302")
+	unpatch(t, tg.Pid, "lib")
+	expectAll(t, tg, off, 2, "lib=2 ")
+}
+
+func TestPatchReferencesProgramFunctionsDataStaticsAndRodata(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	// helper is a program function, global_counter program data,
+	// ticks.0 a static local, hidden a static global and greeting a
+	// read-only array of the program.
+	p := buildPatch(t, patchSpec{ID: "refs", Level: 1, Target: app, Flags: []string{"-fPIE"},
+		Source: `
+int helper(int);
+extern int global_counter;
+extern int count __asm__("count.0");
+extern int hidden;
+extern const char greeting[];
+int compute_hp(int x) { return helper(x) + global_counter + (count > 0 ? 10000 : 0) + hidden * 100000 + greeting[0]; }
+`,
+		Replace: map[string]string{"compute": "compute_hp"}})
+	apply(t, tg.Pid, p)
+	want := fmt.Sprintf("compute=%d", 3+1000+10000+700000+'h')
+	off := expectAll(t, tg, len(tg.Output()), 2, want)
+	unpatch(t, tg.Pid, "")
+	expectAll(t, tg, off, 2, "compute=2 ")
+}
+
+func TestPatchUsesLibcFunctionsDataAndIfuncs(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	// snprintf is a plain libc function, strlen and memcpy are ifuncs,
+	// and stdout is copied into the executable by a copy relocation:
+	// the patch must use the program's copy, or its output is lost.
+	p := buildPatch(t, patchSpec{ID: "libc", Level: 1, Target: app, Flags: []string{"-fPIE"},
+		Source: `
+#include <stdio.h>
+#include <string.h>
+static char buf[64];
+const char *message_hp(void) {
+	char tmp[32];
+	snprintf(tmp, sizeof tmp, "len%zu", strlen("abcdef"));
+	memcpy(buf, tmp, strlen(tmp) + 1);
+	fputs("via-stdout\n", stdout);
+	return buf;
+}`,
+		Replace: map[string]string{"message": "message_hp"}})
+	apply(t, tg.Pid, p)
+	off := expectAll(t, tg, len(tg.Output()), 2, "message=len6")
+	tg.WaitFor(t, off-200, "via-stdout\n", 5*time.Second)
+	unpatch(t, tg.Pid, "")
+	expectAll(t, tg, off, 2, "message=old")
+}
+
+func TestPatchExecutableTLS(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "3")
+	for _, model := range []string{"initial-exec", "local-exec"} {
+		p := buildPatch(t, patchSpec{ID: "tls-" + model, Level: 1, Target: app, Flags: []string{"-fPIE", "-ftls-model=" + model},
+			Source: `
+extern __thread int exe_tls;
+int tls_value_hp(void) { return exe_tls * 1000; }`,
+			Replace: map[string]string{"tls_value": "tls_value_hp"}})
+		apply(t, tg.Pid, p)
+		// Each thread has its own copy (5 + thread number): the patch
+		// must read the calling thread's.
+		off := len(tg.Output())
+		for i := 0; i < 3; i++ {
+			expectOne(t, tg, off, i, fmt.Sprintf("tls=%d ", (5+i)*1000))
+		}
+		unpatch(t, tg.Pid, "")
+		off = len(tg.Output())
+		for i := 0; i < 3; i++ {
+			expectOne(t, tg, off, i, fmt.Sprintf("tls=%d ", 5+i))
+		}
+	}
+}
+
+func TestPatchLibraryTLS(t *testing.T) {
+	t.Parallel()
+	app, lib := fixture(t, true)
+	tg := startApp(t, app, "2")
+	for _, model := range []string{"initial-exec", "global-dynamic"} {
+		p := buildPatch(t, patchSpec{ID: "libtls-" + model, Level: 1, Target: lib, Flags: []string{"-fPIC", "-ftls-model=" + model},
+			Source: `
+extern __thread int lib_tls_gd;
+int lib_tls_value_hp(void) { return lib_tls_gd + 5000; }`,
+			Replace: map[string]string{"lib_tls_value": "lib_tls_value_hp"}})
+		apply(t, tg.Pid, p)
+		off := expectAll(t, tg, len(tg.Output()), 2, "libtls=5040")
+		unpatch(t, tg.Pid, "")
+		expectAll(t, tg, off, 2, "libtls=40 ")
+	}
+}
+
+func TestPatchAddsNewFunctionsAndVariables(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	p := buildPatch(t, patchSpec{ID: "new", Level: 1, Target: app, Flags: []string{"-fPIE"},
+		Source: `
+int new_total = 500;     /* new initialised variable */
+static int new_calls;    /* new zero-initialised variable */
+__attribute__((noinline)) static int new_twice(int x) { return 2 * x; }
+int helper_hp(int x) { new_calls++; return new_twice(x) + new_total + (new_calls > 0); }`,
+		Replace: map[string]string{"helper": "helper_hp"}})
+	apply(t, tg.Pid, p)
+	off := expectAll(t, tg, len(tg.Output()), 2, "helper=503")
+	unpatch(t, tg.Pid, "")
+	expectAll(t, tg, off, 2, "helper=3 ")
+}
+
+func TestStackedPatches(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	first := buildPatch(t, patchSpec{ID: "first", Level: 1, Target: app,
+		Source: `int compute_a(int x) { return x + 10; }`, Replace: map[string]string{"compute": "compute_a"}})
+	second := buildPatch(t, patchSpec{ID: "second", Level: 1, Target: app,
+		Source: `int compute_b(int x) { return x + 20; }
+const char *message_b(void) { return "second"; }`, Replace: map[string]string{"compute": "compute_b", "message": "message_b"}})
+	apply(t, tg.Pid, first)
+	off := expectAll(t, tg, len(tg.Output()), 2, "compute=11")
+	apply(t, tg.Pid, second)
+	off = expectAll(t, tg, off, 2, "compute=21 message=second")
+	// The first patch is under the second: it cannot go first.
+	_, err := Unpatch(tg.Pid, "first", testOpts)
+	if !errors.Is(err, ErrDependency) || !strings.Contains(err.Error(), "second") {
+		t.Fatalf("unpatch of the lower patch: %v", err)
+	}
+	unpatch(t, tg.Pid, "")
+	off = expectAll(t, tg, len(tg.Output()), 2, "compute=11 message=old")
+	unpatch(t, tg.Pid, "")
+	expectAll(t, tg, off, 2, "compute=2 message=old")
+}
+
+func TestReplaceByLevelAndSamePatchTwice(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	before := anonMaps(t, tg.Pid)
+	v1 := buildPatch(t, patchSpec{ID: "cve", Level: 1, Target: app,
+		Source: `int compute_v1(int x) { return x + 1000; }
+const char *message_v1(void) { return "v1"; }`, Replace: map[string]string{"compute": "compute_v1", "message": "message_v1"}})
+	v2 := buildPatch(t, patchSpec{ID: "cve", Level: 2, Target: app,
+		Source: `int compute_v2(int x) { return x + 2000; }`, Replace: map[string]string{"compute": "compute_v2"}})
+	apply(t, tg.Pid, v1)
+	off := expectAll(t, tg, len(tg.Output()), 2, "compute=1001 message=v1")
+	res := apply(t, tg.Pid, v1)
+	if res.Patches[0].Status != StatusAlreadyApplied {
+		t.Fatalf("second apply of the same patch: %+v", res.Patches)
+	}
+	res = apply(t, tg.Pid, v2)
+	if res.Patches[0].Status != StatusReplaced || res.Patches[0].ReplacedLevel != 1 {
+		t.Fatalf("level 2 over level 1: %+v", res.Patches)
+	}
+	// Level 2 no longer patches message: it is back to the original.
+	off = expectAll(t, tg, off, 2, "compute=2001 message=old")
+	info, err := Info(tg.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range info.Objects {
+		for _, p := range o.Patches {
+			n++
+			if p.Level != 2 {
+				t.Errorf("info shows %s level %d", p.ID, p.Level)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("info shows %d patches, want 1: %+v", n, info)
+	}
+	if _, err := Apply(tg.Pid, []*patchfile.Patch{v1}, testOpts); !errors.Is(err, ErrLevel) {
+		t.Errorf("level 1 over level 2: %v", err)
+	}
+	unpatch(t, tg.Pid, "cve")
+	expectAll(t, tg, off, 2, "compute=2 message=old")
+	if after := anonMaps(t, tg.Pid); after != before {
+		t.Errorf("%d anonymous mappings before, %d after", before, after)
+	}
+}
+
+func TestUnknownBuildIDIsRefused(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "1")
+	p := buildPatch(t, patchSpec{ID: "other", Level: 1, Target: app,
+		Source: `int compute_hp(int x) { return x + 5; }`, Replace: map[string]string{"compute": "compute_hp"}})
+	p.BuildID = []byte{0xde, 0xad, 0xbe, 0xef}
+	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
+	if !errors.Is(err, ErrNoTarget) || !strings.Contains(err.Error(), "deadbeef") {
+		t.Fatalf("patch for another build: %v", err)
+	}
+}
+
+func TestShortFunctionIsRefused(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "1")
+	p := buildPatch(t, patchSpec{ID: "tiny", Level: 1, Target: app,
+		Source: `int tiny_hp(void) { return 7; }`, Replace: map[string]string{"tiny": "tiny_hp"}})
+	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
+	if !errors.Is(err, ErrTooShort) || !strings.Contains(err.Error(), "tiny") || !strings.Contains(err.Error(), "tiny_next") {
+		t.Fatalf("patch of a 3-byte function: %v", err)
+	}
+}
+
+func TestBusyFunctionFailsAndLeavesProcessIntact(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2", "spin")
+	before := anonMaps(t, tg.Pid)
+	orig := readCode(t, tg.Pid, app, "spin_here")
+	p := buildPatch(t, patchSpec{ID: "busy", Level: 1, Target: app,
+		Source: `void spin_here_hp(volatile int *stop) { (void)stop; }`, Replace: map[string]string{"spin_here": "spin_here_hp"}})
+	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, Options{Retries: 5, Timeout: 2 * time.Second})
+	var busy *BusyError
+	if !errors.As(err, &busy) || busy.Function != "spin_here" || busy.Tid == 0 {
+		t.Fatalf("patch of a function a thread spins in: %v", err)
+	}
+	if !strings.Contains(err.Error(), "spin_here") || !strings.Contains(err.Error(), fmt.Sprint(busy.Tid)) {
+		t.Errorf("error does not name the thread and the function: %v", err)
+	}
+	if got := readCode(t, tg.Pid, app, "spin_here"); string(got) != string(orig) {
+		t.Errorf("spin_here changed: % x, was % x", got, orig)
+	}
+	if after := anonMaps(t, tg.Pid); after != before {
+		t.Errorf("%d anonymous mappings before, %d after the failed patch", before, after)
+	}
+	if regions, err := FindRegions(tg.Pid, mustMaps(t, tg.Pid)); err != nil || len(regions) != 0 {
+		t.Errorf("regions left behind: %v %v", regions, err)
+	}
+	expectAll(t, tg, len(tg.Output()), 2, "compute=2")
+}
+
+func mustMaps(t *testing.T, pid int) []proc.Mapping {
+	ms, err := proc.ReadMaps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+func TestRollbackAfterInjectedFaults(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	before := anonMaps(t, tg.Pid)
+	origCompute := readCode(t, tg.Pid, app, "compute")
+	origMessage := readCode(t, tg.Pid, app, "message")
+	p := buildPatch(t, patchSpec{ID: "fault", Level: 1, Target: app,
+		Source: `int compute_f(int x) { return x + 70; }
+const char *message_f(void) { return "faulty"; }`, Replace: map[string]string{"compute": "compute_f", "message": "message_f"}})
+	for _, point := range []string{"after-mmap", "after-first-jump"} {
+		injected := errors.New("injected fault at " + point)
+		opt := testOpts
+		opt.fault = func(at string) error {
+			if at == point {
+				return injected
+			}
+			return nil
+		}
+		_, err := Apply(tg.Pid, []*patchfile.Patch{p}, opt)
+		if !errors.Is(err, injected) {
+			t.Fatalf("%s: %v", point, err)
+		}
+		if got := readCode(t, tg.Pid, app, "compute"); string(got) != string(origCompute) {
+			t.Errorf("%s: compute not restored: % x", point, got)
+		}
+		if got := readCode(t, tg.Pid, app, "message"); string(got) != string(origMessage) {
+			t.Errorf("%s: message not restored: % x", point, got)
+		}
+		if after := anonMaps(t, tg.Pid); after != before {
+			t.Errorf("%s: %d anonymous mappings before, %d after", point, before, after)
+		}
+		off := len(tg.Output())
+		expectAll(t, tg, off, 2, "compute=2 message=old")
+	}
+	if strings.Contains(tg.Output(), "faulty") || strings.Contains(tg.Output(), "compute=71") {
+		t.Error("the patch ran although it was rolled back")
+	}
+}
+
+func TestBlockingSyscallsContinueAcrossPatch(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/blockers", Flags: []string{"-O2", "-pthread"}})
+	tg := ptracetest.Start(t, exe, "1500")
+	tg.WaitFor(t, 0, "ready\n", 10*time.Second)
+	p := buildPatch(t, patchSpec{ID: "wake", Level: 1, Target: exe,
+		Source: `int value_hp(void) { return 42; }`, Replace: map[string]string{"value": "value_hp"}})
+	apply(t, tg.Pid, p)
+	unpatch(t, tg.Pid, "")
+	apply(t, tg.Pid, p)
+	tg.WaitFor(t, 0, "done\n", 10*time.Second)
+	out := tg.Output()
+	for _, want := range []string{"read ok", "accept ok", "epoll_wait ok", "futex ok", "nanosleep ok", "value=42"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "EINTR") || strings.Contains(out, "short") || strings.Contains(out, "failed") {
+		t.Errorf("a blocking call was disturbed:\n%s", out)
+	}
+}
+
+func TestTracedProcessIsRefused(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "1")
+	debugger := ptracetest.Start(t, "/bin/sh", "-c", fmt.Sprintf("exec gdb -q -batch -p %d -ex 'shell sleep 30' 2>&1 || exec strace -f -p %d -o /dev/null", tg.Pid, tg.Pid))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := proc.ReadStatus(tg.Pid)
+		if err == nil && st.TracerPid != 0 {
+			break
+		}
+		if time.Now().After(deadline) || !debugger.Alive() {
+			t.Skipf("skipped: neither gdb nor strace could attach to pid %d, so there is no debugger to refuse (install gdb or strace)", tg.Pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p := buildPatch(t, patchSpec{ID: "dbg", Level: 1, Target: app,
+		Source: `int compute_hp(int x) { return x + 5; }`, Replace: map[string]string{"compute": "compute_hp"}})
+	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
+	if !errors.Is(err, ErrTraced) {
+		t.Fatalf("patch of a traced process: %v", err)
+	}
+}
+
+func TestThreadsCreatedWhilePatching(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	spawner := testutil.BuildFixture(t, testutil.Build{Dir: "../ptrace/testdata/spawner", Flags: []string{"-O2", "-pthread"}})
+	tg := ptracetest.Start(t, spawner)
+	tg.WaitFor(t, 0, "ready\n", 10*time.Second)
+	// leaf runs in every new thread; replacing it while threads appear
+	// and vanish must neither crash the process nor miss a thread.
+	p := buildPatch(t, patchSpec{ID: "leaf", Level: 1, Target: spawner,
+		Source: `void *leaf_hp(void *a) { return a; }`, Replace: map[string]string{"leaf": "leaf_hp"}})
+	for i := 0; i < 20; i++ {
+		apply(t, tg.Pid, p)
+		unpatch(t, tg.Pid, "")
+	}
+	off := tg.WaitFor(t, len(tg.Output()), "spawned", 5*time.Second)
+	tg.WaitFor(t, off, "spawned", 5*time.Second)
+}
+
+func TestManyPatchCycles(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "8")
+	before := anonMaps(t, tg.Pid)
+	p := buildPatch(t, patchSpec{ID: "cycle", Level: 1, Target: app,
+		Source: `int compute_c(int x) { return x + 3; }
+int helper_c(int x) { return x * 5; }`, Replace: map[string]string{"compute": "compute_c", "helper": "helper_c"}})
+	cycles := 200
+	if testing.Short() {
+		cycles = 20
+	}
+	for i := 0; i < cycles; i++ {
+		apply(t, tg.Pid, p)
+		unpatch(t, tg.Pid, "")
+		if !tg.Alive() {
+			t.Fatalf("process died after %d cycles:\n%s", i, lastLines(tg.Output(), 20))
+		}
+	}
+	if after := anonMaps(t, tg.Pid); after != before {
+		t.Errorf("%d anonymous mappings before, %d after %d cycles", before, after, cycles)
+	}
+	expectAll(t, tg, len(tg.Output()), 8, "compute=2 ")
 }

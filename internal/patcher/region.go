@@ -140,15 +140,18 @@ type Region struct {
 }
 
 // ID, Level and the rest describe the patch for info.
-func (r *Region) ID() string           { return r.hdr.ID }
-func (r *Region) Level() uint32        { return r.hdr.Level }
-func (r *Region) BuildID() string      { return r.hdr.BuildID }
-func (r *Region) Target() string       { return r.hdr.Target }
-func (r *Region) Base() uint64         { return r.hdr.Base }
-func (r *Region) Size() uint64         { return r.hdr.Size }
-func (r *Region) PauseUS() int64       { return r.hdr.PauseUS }
-func (r *Region) Seq() uint64          { return r.hdr.Seq }
-func (r *Region) AppliedAt() time.Time { t, _ := time.Parse(time.RFC3339Nano, r.hdr.AppliedAt); return t }
+func (r *Region) ID() string      { return r.hdr.ID }
+func (r *Region) Level() uint32   { return r.hdr.Level }
+func (r *Region) BuildID() string { return r.hdr.BuildID }
+func (r *Region) Target() string  { return r.hdr.Target }
+func (r *Region) Base() uint64    { return r.hdr.Base }
+func (r *Region) Size() uint64    { return r.hdr.Size }
+func (r *Region) PauseUS() int64  { return r.hdr.PauseUS }
+func (r *Region) Seq() uint64     { return r.hdr.Seq }
+func (r *Region) AppliedAt() time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, r.hdr.AppliedAt)
+	return t
+}
 
 // Functions lists the names of the functions the patch redirects.
 func (r *Region) Functions() []string {

@@ -1,7 +1,10 @@
 package patcher
 
 import (
+	"encoding/binary"
 	"fmt"
+
+	"github.com/hotpatch/hotpatch/internal/arch"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/ptrace"
@@ -51,6 +54,7 @@ func (e *BusyError) Error() string {
 // pause so that the pause only reads stacks and walks tables.
 type checker struct {
 	pid    int
+	arch   *arch.Arch
 	space  *unwind.AddressSpace
 	ranges *unwind.Ranges
 	danger []dangerRange
@@ -61,8 +65,6 @@ type checker struct {
 	snap   []unwind.Snapshot
 	rngs   []proc.Range
 }
-
-var tableCache = map[*Object]*unwind.Table{}
 
 func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []dangerRange) (*checker, error) {
 	a := unwind.AMD64
@@ -109,7 +111,7 @@ func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []d
 	if err != nil {
 		return nil, err
 	}
-	c := &checker{pid: p.Pid, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
+	c := &checker{pid: p.Pid, arch: arch.AMD64, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
 		frames: make([]unwind.Frame, 0, unwind.DefaultMaxFrames)}
 	if tids, err := proc.Threads(p.Pid); err == nil {
 		c.grow(len(tids) + 8)
@@ -133,6 +135,24 @@ func objectTable(o *Object) (*unwind.Table, error) {
 }
 
 func (c *checker) close() { c.mem.Close() }
+
+// returnAddress filters the conservative scan's hits: a word counts only
+// if the code before it is a call, as before every return address. A
+// word equal to the start of the range is the address of the function
+// itself (a function pointer passed to pthread_create, say): a return
+// there would return into the function before it.
+func (c *checker) returnAddress(v uint64, r unwind.CodeRange) bool {
+	if v == r.Start {
+		return false
+	}
+	w, err := c.mem.Word(v - 8)
+	if err != nil {
+		return true
+	}
+	var code [8]byte
+	binary.LittleEndian.PutUint64(code[:], w)
+	return c.arch.CallBefore(code[1:])
+}
 
 // grow makes room for n threads' stacks.
 func (c *checker) grow(n int) {
@@ -179,9 +199,10 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 				sp = frames[len(frames)-1].SP
 			}
 			c.hits = unwind.Scan(snap, sp, c.ranges, c.hits[:0])
-			if len(c.hits) > 0 {
-				h := c.hits[0]
-				return &BusyError{Pid: c.pid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: len(frames), Scanned: true}, nil
+			for _, h := range c.hits {
+				if c.returnAddress(h.Value, h.Range) {
+					return &BusyError{Pid: c.pid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: len(frames), Scanned: true}, nil
+				}
 			}
 		}
 	}

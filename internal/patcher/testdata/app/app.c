@@ -20,11 +20,16 @@ __attribute__((noinline)) const char *message(void) { return "old"; }
 __attribute__((noinline)) int helper(int x) { return x * 3; }
 __attribute__((noinline)) int ticks(void) {
 	static int count;
-	return ++count + hidden * 0;
+	return ++count + hidden - 7;
 }
+/* Writes hidden, so that the compiler keeps it a variable. */
+__attribute__((noinline)) void set_hidden(int v) { hidden = v; }
 __attribute__((noinline)) int tls_value(void) { return exe_tls; }
 __attribute__((noinline)) const char *greet(void) { return greeting; }
-__attribute__((noinline)) int tiny(void) { return 0; }
+/* tiny is 3 bytes and tiny_next follows it at once: too short for a jump. */
+int tiny(void);
+asm(".text\n.globl tiny\n.type tiny,@function\ntiny: xor %eax,%eax\nret\n.size tiny,.-tiny\n"
+    ".globl tiny_next\n.type tiny_next,@function\ntiny_next: mov $1,%eax\nret\n.size tiny_next,.-tiny_next\n");
 __attribute__((noinline)) void spin_here(volatile int *stop) {
 	while (!*stop)
 		;
@@ -35,6 +40,7 @@ static volatile int stop_spinning;
 static void *worker(void *arg) {
 	long id = (long)arg;
 	char line[256];
+	exe_tls += id; /* every thread has its own value */
 	for (;;) {
 		snprintf(line, sizeof line, "t%ld compute=%d message=%s ticks=%d tls=%d lib=%d libtls=%d greet=%s helper=%d tiny=%d\n",
 			 id, compute(1), message(), ticks() > 0, tls_value(), lib_value(1), lib_tls_value(), greet(), helper(1), tiny());
