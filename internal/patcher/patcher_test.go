@@ -11,6 +11,7 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/ptrace"
 	"github.com/hotpatch/hotpatch/internal/ptrace/ptracetest"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
@@ -555,22 +556,16 @@ func TestTracedProcessIsRefused(t *testing.T) {
 	t.Parallel()
 	app, _ := fixture(t, true)
 	tg := startApp(t, app, "1")
-	debugger := ptracetest.Start(t, "/bin/sh", "-c", fmt.Sprintf("exec gdb -q -batch -p %d -ex 'shell sleep 30' 2>&1 || exec strace -f -p %d -o /dev/null", tg.Pid, tg.Pid))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := proc.ReadStatus(tg.Pid)
-		if err == nil && st.TracerPid != 0 {
-			break
-		}
-		if time.Now().After(deadline) || !debugger.Alive() {
-			t.Skipf("skipped: neither gdb nor strace could attach to pid %d, so there is no debugger to refuse (install gdb or strace)", tg.Pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Stand in for a debugger: another tracer holds the process.
+	debugger := ptrace.New(tg.Pid)
+	defer debugger.Close()
+	if err := debugger.Do(func(c *ptrace.Ctl) error { return c.SeizeAll() }); err != nil {
+		t.Fatal(err)
 	}
 	p := buildPatch(t, patchSpec{ID: "dbg", Level: 1, Target: app,
 		Source: `int compute_hp(int x) { return x + 5; }`, Replace: map[string]string{"compute": "compute_hp"}})
 	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
-	if !errors.Is(err, ErrTraced) {
+	if !errors.Is(err, ErrTraced) || !strings.Contains(err.Error(), "is traced by pid") {
 		t.Fatalf("patch of a traced process: %v", err)
 	}
 }
@@ -616,4 +611,39 @@ int helper_c(int x) { return x * 5; }`, Replace: map[string]string{"compute": "c
 		t.Errorf("%d anonymous mappings before, %d after %d cycles", before, after, cycles)
 	}
 	expectAll(t, tg, len(tg.Output()), 8, "compute=2 ")
+}
+
+func TestUnpatchWaitsForThreadsInPatchCode(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	// Thread 1 will sleep inside the patch code (a return address into
+	// it on its stack, found by unwinding libc's frames), thread 0 spin
+	// in it: removing the patch would pull the code from under them.
+	p := buildPatch(t, patchSpec{ID: "inside", Level: 1, Target: app,
+		Source: `
+#include <unistd.h>
+extern int usleep(unsigned);
+int helper_hp(int x) {
+	static volatile int spin = 1;
+	static int calls;
+	if (__atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST) == 1)
+		while (spin)
+			;
+	usleep(100000000);
+	return x;
+}`, Replace: map[string]string{"helper": "helper_hp"}})
+	apply(t, tg.Pid, p)
+	time.Sleep(100 * time.Millisecond)
+	_, err := Unpatch(tg.Pid, "", Options{Retries: 3, Timeout: time.Second})
+	var busy *BusyError
+	if !errors.As(err, &busy) || !strings.Contains(busy.Function, "inside") {
+		t.Fatalf("unpatch while threads run patch code: %v", err)
+	}
+	if regions, err := FindRegions(tg.Pid, mustMaps(t, tg.Pid)); err != nil || len(regions) != 1 {
+		t.Fatalf("the patch must stay applied: %d regions, %v", len(regions), err)
+	}
+	if !tg.Alive() {
+		t.Fatal("the process died")
+	}
 }
