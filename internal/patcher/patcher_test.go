@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotpatch/hotpatch/internal/patcher/patchertest"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/ptrace"
@@ -174,7 +175,7 @@ func TestPatchPIEExecutable(t *testing.T) {
 	tg := startApp(t, app, "3")
 	before := anonMaps(t, tg.Pid)
 	orig := readCode(t, tg.Pid, app, "compute")
-	p := buildPatch(t, patchSpec{ID: "pie-compute", Level: 1, Target: app,
+	p := patchertest.Build(t, patchertest.Spec{ID: "pie-compute", Level: 1, Target: app,
 		Source: `int compute_hp(int x) { return x + 100; }`, Replace: map[string]string{"compute": "compute_hp"}})
 	res := apply(t, tg.Pid, p)
 	if len(res.Patches) != 1 || res.Patches[0].Status != StatusApplied || res.PauseUS <= 0 {
@@ -217,7 +218,7 @@ func TestPatchNonPIEExecutable(t *testing.T) {
 	tg := startApp(t, app, "2")
 	// Non-PIE code takes addresses as 32-bit immediates (R_X86_64_32):
 	// the region must land below 2 GiB.
-	p := buildPatch(t, patchSpec{ID: "nopie", Level: 1, Target: app, Flags: []string{"-fno-pie", "-mcmodel=small"},
+	p := patchertest.Build(t, patchertest.Spec{ID: "nopie", Level: 1, Target: app, Flags: []string{"-fno-pie", "-mcmodel=small"},
 		Source: `
 extern int global_counter;
 const char *message_hp(void) { return global_counter == 1000 ? "new-nopie" : "bad"; }`,
@@ -235,7 +236,7 @@ func TestPatchSharedLibrary(t *testing.T) {
 	t.Parallel()
 	app, lib := fixture(t, true)
 	tg := startApp(t, app, "2")
-	p := buildPatch(t, patchSpec{ID: "lib", Level: 1, Target: lib, Flags: []string{"-fPIC"},
+	p := patchertest.Build(t, patchertest.Spec{ID: "lib", Level: 1, Target: lib, Flags: []string{"-fPIC"},
 		Source: `
 extern int lib_global;
 int lib_value_hp(int x) { return x * 2 + lib_global; }`,
@@ -253,7 +254,7 @@ func TestPatchReferencesProgramFunctionsDataStaticsAndRodata(t *testing.T) {
 	// helper is a program function, global_counter program data,
 	// ticks.0 a static local, hidden a static global and greeting a
 	// read-only array of the program.
-	p := buildPatch(t, patchSpec{ID: "refs", Level: 1, Target: app, Flags: []string{"-fPIE"},
+	p := patchertest.Build(t, patchertest.Spec{ID: "refs", Level: 1, Target: app, Flags: []string{"-fPIE"},
 		Source: `
 int helper(int);
 extern int global_counter;
@@ -277,7 +278,7 @@ func TestPatchUsesLibcFunctionsDataAndIfuncs(t *testing.T) {
 	// snprintf is a plain libc function, strlen and memcpy are ifuncs,
 	// and stdout is copied into the executable by a copy relocation:
 	// the patch must use the program's copy, or its output is lost.
-	p := buildPatch(t, patchSpec{ID: "libc", Level: 1, Target: app, Flags: []string{"-fPIE"},
+	p := patchertest.Build(t, patchertest.Spec{ID: "libc", Level: 1, Target: app, Flags: []string{"-fPIE"},
 		Source: `
 #include <stdio.h>
 #include <string.h>
@@ -302,7 +303,7 @@ func TestPatchExecutableTLS(t *testing.T) {
 	app, _ := fixture(t, true)
 	tg := startApp(t, app, "3")
 	for _, model := range []string{"initial-exec", "local-exec"} {
-		p := buildPatch(t, patchSpec{ID: "tls-" + model, Level: 1, Target: app, Flags: []string{"-fPIE", "-ftls-model=" + model},
+		p := patchertest.Build(t, patchertest.Spec{ID: "tls-" + model, Level: 1, Target: app, Flags: []string{"-fPIE", "-ftls-model=" + model},
 			Source: `
 extern __thread int exe_tls;
 int tls_value_hp(void) { return exe_tls * 1000; }`,
@@ -327,7 +328,7 @@ func TestPatchLibraryTLS(t *testing.T) {
 	app, lib := fixture(t, true)
 	tg := startApp(t, app, "2")
 	for _, model := range []string{"initial-exec", "global-dynamic"} {
-		p := buildPatch(t, patchSpec{ID: "libtls-" + model, Level: 1, Target: lib, Flags: []string{"-fPIC", "-ftls-model=" + model},
+		p := patchertest.Build(t, patchertest.Spec{ID: "libtls-" + model, Level: 1, Target: lib, Flags: []string{"-fPIC", "-ftls-model=" + model},
 			Source: `
 extern __thread int lib_tls_gd;
 int lib_tls_value_hp(void) { return lib_tls_gd + 5000; }`,
@@ -343,7 +344,7 @@ func TestPatchAddsNewFunctionsAndVariables(t *testing.T) {
 	t.Parallel()
 	app, _ := fixture(t, true)
 	tg := startApp(t, app, "2")
-	p := buildPatch(t, patchSpec{ID: "new", Level: 1, Target: app, Flags: []string{"-fPIE"},
+	p := patchertest.Build(t, patchertest.Spec{ID: "new", Level: 1, Target: app, Flags: []string{"-fPIE"},
 		Source: `
 int new_total = 500;     /* new initialised variable */
 static int new_calls;    /* new zero-initialised variable */
@@ -360,9 +361,9 @@ func TestStackedPatches(t *testing.T) {
 	t.Parallel()
 	app, _ := fixture(t, true)
 	tg := startApp(t, app, "2")
-	first := buildPatch(t, patchSpec{ID: "first", Level: 1, Target: app,
+	first := patchertest.Build(t, patchertest.Spec{ID: "first", Level: 1, Target: app,
 		Source: `int compute_a(int x) { return x + 10; }`, Replace: map[string]string{"compute": "compute_a"}})
-	second := buildPatch(t, patchSpec{ID: "second", Level: 1, Target: app,
+	second := patchertest.Build(t, patchertest.Spec{ID: "second", Level: 1, Target: app,
 		Source: `int compute_b(int x) { return x + 20; }
 const char *message_b(void) { return "second"; }`, Replace: map[string]string{"compute": "compute_b", "message": "message_b"}})
 	apply(t, tg.Pid, first)
@@ -385,10 +386,10 @@ func TestReplaceByLevelAndSamePatchTwice(t *testing.T) {
 	app, _ := fixture(t, true)
 	tg := startApp(t, app, "2")
 	before := anonMaps(t, tg.Pid)
-	v1 := buildPatch(t, patchSpec{ID: "cve", Level: 1, Target: app,
+	v1 := patchertest.Build(t, patchertest.Spec{ID: "cve", Level: 1, Target: app,
 		Source: `int compute_v1(int x) { return x + 1000; }
 const char *message_v1(void) { return "v1"; }`, Replace: map[string]string{"compute": "compute_v1", "message": "message_v1"}})
-	v2 := buildPatch(t, patchSpec{ID: "cve", Level: 2, Target: app,
+	v2 := patchertest.Build(t, patchertest.Spec{ID: "cve", Level: 2, Target: app,
 		Source: `int compute_v2(int x) { return x + 2000; }`, Replace: map[string]string{"compute": "compute_v2"}})
 	apply(t, tg.Pid, v1)
 	off := expectAll(t, tg, len(tg.Output()), 2, "compute=1001 message=v1")
@@ -432,7 +433,7 @@ func TestUnknownBuildIDIsRefused(t *testing.T) {
 	t.Parallel()
 	app, _ := fixture(t, true)
 	tg := startApp(t, app, "1")
-	p := buildPatch(t, patchSpec{ID: "other", Level: 1, Target: app,
+	p := patchertest.Build(t, patchertest.Spec{ID: "other", Level: 1, Target: app,
 		Source: `int compute_hp(int x) { return x + 5; }`, Replace: map[string]string{"compute": "compute_hp"}})
 	p.BuildID = []byte{0xde, 0xad, 0xbe, 0xef}
 	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
@@ -445,7 +446,7 @@ func TestShortFunctionIsRefused(t *testing.T) {
 	t.Parallel()
 	app, _ := fixture(t, true)
 	tg := startApp(t, app, "1")
-	p := buildPatch(t, patchSpec{ID: "tiny", Level: 1, Target: app,
+	p := patchertest.Build(t, patchertest.Spec{ID: "tiny", Level: 1, Target: app,
 		Source: `int tiny_hp(void) { return 7; }`, Replace: map[string]string{"tiny": "tiny_hp"}})
 	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
 	if !errors.Is(err, ErrTooShort) || !strings.Contains(err.Error(), "tiny") || !strings.Contains(err.Error(), "tiny_next") {
@@ -459,7 +460,7 @@ func TestBusyFunctionFailsAndLeavesProcessIntact(t *testing.T) {
 	tg := startApp(t, app, "2", "spin")
 	before := anonMaps(t, tg.Pid)
 	orig := readCode(t, tg.Pid, app, "spin_here")
-	p := buildPatch(t, patchSpec{ID: "busy", Level: 1, Target: app,
+	p := patchertest.Build(t, patchertest.Spec{ID: "busy", Level: 1, Target: app,
 		Source: `void spin_here_hp(volatile int *stop) { (void)stop; }`, Replace: map[string]string{"spin_here": "spin_here_hp"}})
 	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, Options{Retries: 5, Timeout: 2 * time.Second})
 	var busy *BusyError
@@ -496,7 +497,7 @@ func TestRollbackAfterInjectedFaults(t *testing.T) {
 	before := anonMaps(t, tg.Pid)
 	origCompute := readCode(t, tg.Pid, app, "compute")
 	origMessage := readCode(t, tg.Pid, app, "message")
-	p := buildPatch(t, patchSpec{ID: "fault", Level: 1, Target: app,
+	p := patchertest.Build(t, patchertest.Spec{ID: "fault", Level: 1, Target: app,
 		Source: `int compute_f(int x) { return x + 70; }
 const char *message_f(void) { return "faulty"; }`, Replace: map[string]string{"compute": "compute_f", "message": "message_f"}})
 	for _, point := range []string{"after-mmap", "after-first-jump"} {
@@ -535,7 +536,7 @@ func TestBlockingSyscallsContinueAcrossPatch(t *testing.T) {
 	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/blockers", Flags: []string{"-O2", "-pthread"}})
 	tg := ptracetest.Start(t, exe, "1500")
 	tg.WaitFor(t, 0, "ready\n", 10*time.Second)
-	p := buildPatch(t, patchSpec{ID: "wake", Level: 1, Target: exe,
+	p := patchertest.Build(t, patchertest.Spec{ID: "wake", Level: 1, Target: exe,
 		Source: `int value_hp(void) { return 42; }`, Replace: map[string]string{"value": "value_hp"}})
 	apply(t, tg.Pid, p)
 	unpatch(t, tg.Pid, "")
@@ -562,7 +563,7 @@ func TestTracedProcessIsRefused(t *testing.T) {
 	if err := debugger.Do(func(c *ptrace.Ctl) error { return c.SeizeAll() }); err != nil {
 		t.Fatal(err)
 	}
-	p := buildPatch(t, patchSpec{ID: "dbg", Level: 1, Target: app,
+	p := patchertest.Build(t, patchertest.Spec{ID: "dbg", Level: 1, Target: app,
 		Source: `int compute_hp(int x) { return x + 5; }`, Replace: map[string]string{"compute": "compute_hp"}})
 	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
 	if !errors.Is(err, ErrTraced) || !strings.Contains(err.Error(), "is traced by pid") {
@@ -578,7 +579,7 @@ func TestThreadsCreatedWhilePatching(t *testing.T) {
 	tg.WaitFor(t, 0, "ready\n", 10*time.Second)
 	// leaf runs in every new thread; replacing it while threads appear
 	// and vanish must neither crash the process nor miss a thread.
-	p := buildPatch(t, patchSpec{ID: "leaf", Level: 1, Target: spawner,
+	p := patchertest.Build(t, patchertest.Spec{ID: "leaf", Level: 1, Target: spawner,
 		Source: `void *leaf_hp(void *a) { return a; }`, Replace: map[string]string{"leaf": "leaf_hp"}})
 	for i := 0; i < 20; i++ {
 		apply(t, tg.Pid, p)
@@ -593,7 +594,7 @@ func TestManyPatchCycles(t *testing.T) {
 	app, _ := fixture(t, true)
 	tg := startApp(t, app, "8")
 	before := anonMaps(t, tg.Pid)
-	p := buildPatch(t, patchSpec{ID: "cycle", Level: 1, Target: app,
+	p := patchertest.Build(t, patchertest.Spec{ID: "cycle", Level: 1, Target: app,
 		Source: `int compute_c(int x) { return x + 3; }
 int helper_c(int x) { return x * 5; }`, Replace: map[string]string{"compute": "compute_c", "helper": "helper_c"}})
 	cycles := 200
@@ -620,7 +621,7 @@ func TestUnpatchWaitsForThreadsInPatchCode(t *testing.T) {
 	// Thread 1 will sleep inside the patch code (a return address into
 	// it on its stack, found by unwinding libc's frames), thread 0 spin
 	// in it: removing the patch would pull the code from under them.
-	p := buildPatch(t, patchSpec{ID: "inside", Level: 1, Target: app,
+	p := patchertest.Build(t, patchertest.Spec{ID: "inside", Level: 1, Target: app,
 		Source: `
 #include <unistd.h>
 extern int usleep(unsigned);

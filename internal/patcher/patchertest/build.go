@@ -1,4 +1,9 @@
-package patcher
+// Package patchertest builds patch files for tests from hand-written C:
+// the real gcc compiles the patch code, and the object's sections, symbols
+// and relocations become a patchfile.Patch, as extraction does for a real
+// build. It exists until tests can use hotpatch build for every case, and
+// stays for the cases a source diff cannot express.
+package patchertest
 
 import (
 	"debug/elf"
@@ -14,12 +19,12 @@ import (
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 )
 
-// patchSpec describes a hand-written patch: C source compiled by the real
+// Spec describes a hand-written patch: C source compiled by the real
 // gcc into an object whose sections and relocations become a patch file,
 // as extraction does for a real build. References the object leaves
 // undefined resolve against the target's symbol table (its functions,
 // data, static locals, TLS) or, failing that, by name in other objects.
-type patchSpec struct {
+type Spec struct {
 	ID     string
 	Level  uint32
 	Target string // the fixture binary or library the patch is for
@@ -30,10 +35,10 @@ type patchSpec struct {
 	Replace map[string]string
 }
 
-// buildPatch compiles spec and converts the object. GOT-relative and TLS
+// Build compiles spec and converts the object. GOT-relative and TLS
 // references get slots in a patch data section, as the augmented assembly
 // contract prescribes (docs/augmented-assembly.md §4).
-func buildPatch(t testing.TB, spec patchSpec) *patchfile.Patch {
+func Build(t testing.TB, spec Spec) *patchfile.Patch {
 	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "patch.c")
@@ -64,7 +69,7 @@ func buildPatch(t testing.TB, spec patchSpec) *patchfile.Patch {
 	return q
 }
 
-func convertObject(path string, spec patchSpec) (*patchfile.Patch, error) {
+func convertObject(path string, spec Spec) (*patchfile.Patch, error) {
 	f, err := elf.Open(path)
 	if err != nil {
 		return nil, err
