@@ -1,0 +1,231 @@
+package unwind
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Pointer encodings of .eh_frame (DW_EH_PE_*), from the LSB Core
+// specification: the low nibble gives the format, the next three bits
+// what the value is relative to, and the top bit an indirection.
+const (
+	peAbsptr  = 0x00
+	peULEB128 = 0x01
+	peUdata2  = 0x02
+	peUdata4  = 0x03
+	peUdata8  = 0x04
+	peSLEB128 = 0x09
+	peSdata2  = 0x0a
+	peSdata4  = 0x0b
+	peSdata8  = 0x0c
+
+	pePCRel   = 0x10
+	peTextRel = 0x20
+	peDataRel = 0x30
+	peFuncRel = 0x40
+	peAligned = 0x50
+
+	peIndirect = 0x80
+	peOmit     = 0xff
+)
+
+// FormatError reports malformed call frame information: where in the
+// section it is, and what is wrong.
+type FormatError struct {
+	// Section names the data, such as ".eh_frame" or ".eh_frame_hdr".
+	Section string
+	// Offset is the byte offset in the section.
+	Offset int
+	Msg    string
+}
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("malformed %s at offset %#x: %s", e.Section, e.Offset, e.Msg)
+}
+
+// reader decodes the primitive encodings of call frame information. It
+// never panics: once a read runs past the end it sets bad and every later
+// read returns zero, so callers check once after a group of reads.
+type reader struct {
+	data []byte
+	pos  int
+	bad  bool
+}
+
+func (r *reader) remaining() int { return len(r.data) - r.pos }
+
+func (r *reader) fail() {
+	r.bad = true
+	r.pos = len(r.data)
+}
+
+func (r *reader) u8() uint8 {
+	if r.pos >= len(r.data) {
+		r.fail()
+		return 0
+	}
+	v := r.data[r.pos]
+	r.pos++
+	return v
+}
+
+func (r *reader) bytes(n int) []byte {
+	if n < 0 || n > r.remaining() {
+		r.fail()
+		return nil
+	}
+	b := r.data[r.pos : r.pos+n]
+	r.pos += n
+	return b
+}
+
+func (r *reader) u16() uint16 {
+	b := r.bytes(2)
+	if b == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func (r *reader) u32() uint32 {
+	b := r.bytes(4)
+	if b == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(b)
+}
+
+func (r *reader) u64() uint64 {
+	b := r.bytes(8)
+	if b == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+func (r *reader) uleb() uint64 {
+	var v uint64
+	var shift uint
+	for {
+		b := r.u8()
+		if r.bad {
+			return 0
+		}
+		if shift < 64 {
+			v |= uint64(b&0x7f) << shift
+		}
+		shift += 7
+		if b&0x80 == 0 {
+			return v
+		}
+	}
+}
+
+func (r *reader) sleb() int64 {
+	var v int64
+	var shift uint
+	for {
+		b := r.u8()
+		if r.bad {
+			return 0
+		}
+		if shift < 64 {
+			v |= int64(b&0x7f) << shift
+		}
+		shift += 7
+		if b&0x80 == 0 {
+			if shift < 64 && b&0x40 != 0 {
+				v |= -1 << shift
+			}
+			return v
+		}
+	}
+}
+
+// pointerBases are the addresses an encoded pointer may be relative to.
+type pointerBases struct {
+	// section is the run-time (or link-time) address of data[0].
+	section uint64
+	// data is the DW_EH_PE_datarel base: the start of .eh_frame_hdr for
+	// the header's own table. Zero when unknown.
+	data uint64
+}
+
+// pointer decodes one pointer with encoding enc. An indirect pointer is
+// returned as the address to load it from, with indirect set: resolving it
+// needs the process's memory, which only the personality routine (never
+// needed to unwind) uses.
+func (r *reader) pointer(enc uint8, ptrSize int, bases pointerBases) (v uint64, indirect bool, err error) {
+	if enc == peOmit {
+		return 0, false, nil
+	}
+	fieldAddr := bases.section + uint64(r.pos)
+	if enc&0x70 == peAligned {
+		if pad := (fieldAddr % uint64(ptrSize)); pad != 0 {
+			r.bytes(int(uint64(ptrSize) - pad))
+		}
+		fieldAddr = bases.section + uint64(r.pos)
+	}
+	switch enc & 0x0f {
+	case peAbsptr:
+		if ptrSize == 4 {
+			v = uint64(r.u32())
+		} else {
+			v = r.u64()
+		}
+	case peULEB128:
+		v = r.uleb()
+	case peUdata2:
+		v = uint64(r.u16())
+	case peUdata4:
+		v = uint64(r.u32())
+	case peUdata8:
+		v = r.u64()
+	case peSLEB128:
+		v = uint64(r.sleb())
+	case peSdata2:
+		v = uint64(int64(int16(r.u16())))
+	case peSdata4:
+		v = uint64(int64(int32(r.u32())))
+	case peSdata8:
+		v = r.u64()
+	default:
+		return 0, false, fmt.Errorf("unknown pointer format %#x", enc&0x0f)
+	}
+	if r.bad {
+		return 0, false, fmt.Errorf("pointer runs past the end")
+	}
+	switch enc & 0x70 {
+	case peAbsptr, peAligned:
+	case pePCRel:
+		v += fieldAddr
+	case peDataRel:
+		if bases.data == 0 {
+			return 0, false, fmt.Errorf("data-relative pointer without a data base")
+		}
+		v += bases.data
+	case peTextRel, peFuncRel:
+		// No toolchain for x86-64 or AArch64 Linux emits these in
+		// .eh_frame; refusing is better than guessing a base.
+		return 0, false, fmt.Errorf("pointer encoding %#x (text- or function-relative) is not supported", enc)
+	default:
+		return 0, false, fmt.Errorf("unknown pointer application %#x", enc&0x70)
+	}
+	return v, enc&peIndirect != 0, nil
+}
+
+// pointerSize is the number of bytes a pointer with encoding enc
+// occupies, for the fixed-size formats; 0 for LEB128 and unknown formats.
+func pointerSize(enc uint8, ptrSize int) int {
+	switch enc & 0x0f {
+	case peAbsptr:
+		return ptrSize
+	case peUdata2, peSdata2:
+		return 2
+	case peUdata4, peSdata4:
+		return 4
+	case peUdata8, peSdata8:
+		return 8
+	}
+	return 0
+}
