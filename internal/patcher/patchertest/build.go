@@ -50,7 +50,7 @@ func Build(t testing.TB, spec Spec) *patchfile.Patch {
 	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	p, err := convertObject(obj, spec)
+	p, err := FromObject(obj, spec)
 	if err != nil {
 		t.Fatalf("convert %s: %v", obj, err)
 	}
@@ -69,7 +69,9 @@ func Build(t testing.TB, spec Spec) *patchfile.Patch {
 	return q
 }
 
-func convertObject(path string, spec Spec) (*patchfile.Patch, error) {
+// FromObject turns a relocatable object compiled from spec.Source into a
+// patch for spec.Target; programs (the pause benchmark) use it directly.
+func FromObject(path string, spec Spec) (*patchfile.Patch, error) {
 	f, err := elf.Open(path)
 	if err != nil {
 		return nil, err
