@@ -1,10 +1,12 @@
 package patcher
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/elfobj"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/ptrace"
@@ -13,7 +15,7 @@ import (
 
 // stackSnapshot is how much of each thread's stack is copied in the bulk
 // read; deeper frames are read word by word through /proc/PID/mem.
-const stackSnapshot = 8 << 10
+const stackSnapshot = 4 << 10
 
 // dangerRange is code no thread may be in, or return into, when the jumps
 // are written: an old function being replaced, or patch code being
@@ -81,6 +83,7 @@ func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []d
 		}
 		_ = space.Add(t, o.Bias)
 	}
+	addVDSO(p, space)
 	for _, h := range regions {
 		if h.EHFrameSize == 0 || h.EHFrameSize > 16<<20 {
 			continue
@@ -117,6 +120,33 @@ func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []d
 		c.grow(len(tids) + 8)
 	}
 	return c, nil
+}
+
+// addVDSO adds the call frame information of the vDSO, which has no file
+// to open: threads that spin on clock_gettime stop inside it, and without
+// its CFI their stacks could only be scanned.
+func addVDSO(p *Process, space *unwind.AddressSpace) {
+	for _, m := range p.Maps {
+		if m.Path != "[vdso]" || m.Size() > 1<<20 {
+			continue
+		}
+		image := make([]byte, m.Size())
+		if err := proc.ReadMem(p.Pid, m.Start, image); err != nil {
+			return
+		}
+		o, err := elfobj.New(bytes.NewReader(image), "[vdso]")
+		if err != nil {
+			return
+		}
+		bias, err := o.LoadBias(elfobj.Mapping{Start: m.Start, End: m.End, Exec: m.Perms.Exec})
+		if err != nil {
+			return
+		}
+		if t, err := unwind.TableForObject(o); err == nil {
+			_ = space.Add(t, bias)
+		}
+		return
+	}
 }
 
 var tableCacheByFile = map[string]*unwind.Table{}

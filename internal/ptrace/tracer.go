@@ -273,16 +273,11 @@ func (c *Ctl) StopAll() error {
 			toWait = append(toWait, th)
 		}
 		if len(toWait) == 0 {
-			// Threads created by a thread we had not seized yet when
-			// we listed them: seize and stop them too.
-			n, err := c.seizeNew()
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				break
-			}
-			continue
+			// SeizeAll listed the threads until no new one appeared, so
+			// every thread existing now is seized or was created by a
+			// seized one, whose clone event added it: no listing of
+			// /proc is needed inside the stop.
+			break
 		}
 		for _, th := range toWait {
 			if err := c.waitStopped(th); err != nil {
