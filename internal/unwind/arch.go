@@ -28,9 +28,10 @@ type Arch struct {
 	// DefaultRA is the return address column CIEs use.
 	DefaultRA int
 	// SignalFrame recognises a signal return trampoline that has no CFI
-	// at regs' PC and, if it is one, replaces regs with the interrupted
-	// context the kernel saved on the stack. It reports whether it did.
-	SignalFrame func(mem Memory, regs *Regs) (bool, error)
+	// at regs' PC and, if it is one, returns the interrupted context the
+	// kernel saved on the stack. Registers pass by value so that calling
+	// through this field does not move the unwinder's state to the heap.
+	SignalFrame func(mem Memory, regs Regs) (Regs, bool, error)
 }
 
 // ForMachine returns the table for an ELF machine.

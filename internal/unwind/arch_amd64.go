@@ -47,13 +47,13 @@ var amd64GregOfDWARF = [17]int{
 // amd64SignalFrame handles a trampoline without CFI (glibc gives
 // __restore_rt CFI, but a program may install its own sa_restorer, and
 // musl's has none).
-func amd64SignalFrame(mem Memory, regs *Regs) (bool, error) {
+func amd64SignalFrame(mem Memory, regs Regs) (Regs, bool, error) {
 	pc := regs.R[16]
 	var code [16]byte
 	for i := 0; i < 2; i++ {
 		w, err := mem.Word(pc + uint64(8*i))
 		if err != nil {
-			return false, nil
+			return regs, false, nil
 		}
 		binary.LittleEndian.PutUint64(code[8*i:], w)
 	}
@@ -62,17 +62,16 @@ func amd64SignalFrame(mem Memory, regs *Regs) (bool, error) {
 		match = match || bytes.HasPrefix(code[:], p)
 	}
 	if !match {
-		return false, nil
+		return regs, false, nil
 	}
 	mcontext := regs.R[7] + amd64UcontextMcontext
 	var next Regs
 	for n, g := range amd64GregOfDWARF {
 		v, err := mem.Word(mcontext + uint64(8*g))
 		if err != nil {
-			return false, err
+			return regs, false, err
 		}
 		next.Set(n, v)
 	}
-	*regs = next
-	return true, nil
+	return next, true, nil
 }

@@ -49,9 +49,11 @@ var ErrBadCFI = errors.New("call frame instructions cannot be executed")
 type ruleKind uint8
 
 const (
-	// ruleSame: unchanged (DW_CFA_same_value, and every register no
-	// instruction mentions, as GCC's unwinder assumes).
-	ruleSame ruleKind = iota
+	// ruleUnspecified: no instruction mentions the register; like GCC's
+	// unwinder, take it as unchanged.
+	ruleUnspecified ruleKind = iota
+	// ruleSame: unchanged (DW_CFA_same_value).
+	ruleSame
 	ruleUndefined
 	// ruleOffset: saved at CFA+off.
 	ruleOffset

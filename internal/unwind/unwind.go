@@ -216,11 +216,12 @@ func (u *unwinder) run(regs *Regs, frames []Frame) ([]Frame, error) {
 		// alone.
 		if f == nil || !precise && pc-mod.bias == f.pcEnd && a.SignalFrame != nil && u.isTrampoline(&cur) {
 			if a.SignalFrame != nil {
-				ok, err := a.SignalFrame(u.mem, &cur)
+				interrupted, ok, err := a.SignalFrame(u.mem, cur)
 				if err != nil {
 					return stop(pc, fmt.Errorf("signal frame: %w", err))
 				}
 				if ok {
+					cur = interrupted
 					frames[len(frames)-1].Signal = true
 					frames[len(frames)-1].CFA = sp
 					precise = true
@@ -253,7 +254,7 @@ func (u *unwinder) run(regs *Regs, frames []Frame) ([]Frame, error) {
 			return frames, nil
 		}
 		u.next.Set(a.PC, ra)
-		if u.m.row.regs[a.SP].kind == ruleSame {
+		if k := u.m.row.regs[a.SP].kind; k == ruleUnspecified || k == ruleSame {
 			// The CFA is by definition the caller's stack pointer.
 			u.next.Set(a.SP, cfa)
 		}
@@ -274,8 +275,7 @@ func (u *unwinder) run(regs *Regs, frames []Frame) ([]Frame, error) {
 // isTrampoline asks the architecture whether regs' PC is a signal return
 // trampoline, without changing regs.
 func (u *unwinder) isTrampoline(regs *Regs) bool {
-	probe := *regs
-	ok, err := u.s.arch.SignalFrame(u.mem, &probe)
+	_, ok, err := u.s.arch.SignalFrame(u.mem, *regs)
 	return ok && err == nil
 }
 
@@ -300,7 +300,7 @@ func (u *unwinder) callerRegs(cur *Regs, cfa uint64) error {
 	for n := 0; n < a.NumRegs; n++ {
 		r := &u.m.row.regs[n]
 		switch r.kind {
-		case ruleSame:
+		case ruleUnspecified, ruleSame:
 		case ruleUndefined:
 			u.next.Known &^= 1 << uint(n)
 		case ruleOffset:

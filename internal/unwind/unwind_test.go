@@ -333,3 +333,46 @@ func TestScanWithoutCFI(t *testing.T) {
 		}
 	}
 }
+
+// TestUnwindCXX unwinds C++ threads parked inside a catch block (in the
+// .cold part of its function, described by its own FDE) and below an
+// object with a destructor, through CIEs with personality and LSDA
+// augmentations.
+func TestUnwindCXX(t *testing.T) {
+	testutil.RequirePtrace(t)
+	path := buildCXX(t)
+	p := startParked(t, path)
+	space, objs := loadSpace(t, p.Pid)
+	threads := captureThreads(t, p.Pid, stackBytes)
+	mem, err := OpenProcessMemory(p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	want := map[string][]string{
+		"catcher": {"cxx_sleep", "in_catch", "outer.cold", "catcher_main"},
+		"guarded": {"cxx_sleep", "with_guard", "guarded_main"},
+		"main":    {"main", "_start"},
+	}
+	if len(threads) != len(want) {
+		t.Fatalf("%d threads, want %d", len(threads), len(want))
+	}
+	for _, th := range threads {
+		name := p.names[th.tid]
+		th.snap.Fallback = mem
+		frames, err := space.Unwind(&th.regs, th.snap, nil)
+		if err != nil {
+			t.Errorf("thread %s: %v\n%s", name, err, describe(objs, frames))
+			continue
+		}
+		var got []string
+		for _, f := range frames {
+			if s := symbolize(objs, f); !strings.HasPrefix(s, "lib") && !strings.HasPrefix(s, "ld-linux") {
+				got = append(got, s)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(want[name], " ") {
+			t.Errorf("thread %s: fixture frames %v, want %v\n%s", name, got, want[name], describe(objs, frames))
+		}
+	}
+}
