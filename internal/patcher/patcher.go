@@ -509,7 +509,7 @@ func (s *session) apply(plans []*plan, res *Result) error {
 	var extra []*linked
 	for _, pl := range plans {
 		for _, f := range pl.l.funcs {
-			danger = append(danger, dangerRange{start: f.Old, end: f.Old + f.OldSize, name: f.Name})
+			danger = append(danger, dangerRange{start: f.Old, end: f.Old + f.OldSize, name: f.Name, entryOK: !f.RangeOnly})
 		}
 		if r := pl.replaces; r != nil && r.hdr.TextEnd > r.hdr.TextStart {
 			danger = append(danger, dangerRange{start: r.hdr.TextStart, end: r.hdr.TextEnd, name: "the code of patch " + r.hdr.ID + " level " + fmt.Sprint(r.hdr.Level)})

@@ -23,6 +23,11 @@ const stackSnapshot = 4 << 10
 type dangerRange struct {
 	start, end uint64
 	name       string
+	// entryOK says a thread about to execute the first instruction is
+	// safe: the range is an old function that gets a jump at its entry,
+	// written whole while the thread is stopped, so it will execute the
+	// jump. Threads preempted right after a call stop there often.
+	entryOK bool
 }
 
 // BusyError says a thread was executing, or would return into, a function
@@ -216,7 +221,7 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 		frames, uerr := c.space.Unwind(&regs, snap, c.frames[:0])
 		for depth, f := range frames {
 			for _, d := range c.danger {
-				if f.In(d.start, d.end) {
+				if f.In(d.start, d.end) && !(f.Precise && f.PC == d.start && d.entryOK) {
 					return &BusyError{Pid: c.pid, Tid: th.Tid, Function: d.name, PC: f.PC, Frame: depth}, nil
 				}
 			}
