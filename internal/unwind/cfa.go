@@ -267,10 +267,9 @@ func (m *machine) run(start, end uint32) error {
 			r.uleb()
 		case cfaGNUWindowSave:
 			// SPARC register windows, or AArch64 return address signing
-			// (negate_ra_state); neither is an x86-64 instruction.
-			if m.t.arch.Name == AMD64.Name {
-				return m.bad(pos, "opcode %#x is not an x86-64 call frame instruction", op)
-			}
+			// (negate_ra_state), which the AArch64 table will have to
+			// support by stripping the signature from return addresses.
+			return m.bad(pos, "DW_CFA_GNU_window_save / AARCH64_negate_ra_state is not supported for %s", m.t.arch.Name)
 		default:
 			return m.bad(pos, "unknown call frame instruction %#x", op)
 		}
