@@ -73,6 +73,21 @@ var AMD64 = &Arch{
 		}
 		return false
 	},
+	BranchesTo: func(code []byte, addr, target uint64) bool {
+		for off := 0; off < len(code); {
+			inst, err := x86asm.Decode(code[off:], 64)
+			if err != nil {
+				return true
+			}
+			off += inst.Len
+			if rel, ok := inst.Args[0].(x86asm.Rel); ok && inst.Op != x86asm.CALL {
+				if addr+uint64(off)+uint64(int64(rel)) == target {
+					return true
+				}
+			}
+		}
+		return false
+	},
 	DWARFPC:             16,
 	DWARFSP:             7,
 	DWARFFP:             6,

@@ -170,3 +170,20 @@ func TestAMD64CallBefore(t *testing.T) {
 		}
 	}
 }
+
+func TestAMD64BranchesTo(t *testing.T) {
+	// spin: mov (%rdi),%eax; test %eax,%eax; je spin; ret
+	loop := []byte{0x8b, 0x07, 0x85, 0xc0, 0x74, 0xfa, 0xc3}
+	if !AMD64.BranchesTo(loop, 0x1000, 0x1000) {
+		t.Error("a loop back to the entry was not seen")
+	}
+	// lea 1(%rdi),%eax; ret, and a call to the entry (recursion) is not
+	// a branch into the middle of a loop.
+	plain := []byte{0x8d, 0x47, 0x01, 0xe8, 0xf8, 0xff, 0xff, 0xff, 0xc3}
+	if AMD64.BranchesTo(plain, 0x1000, 0x1000) {
+		t.Error("straight-line code reported as branching to its entry")
+	}
+	if !AMD64.BranchesTo([]byte{0x90, 0x0f}, 0x1000, 0x1000) {
+		t.Error("undecodable code must count as branching")
+	}
+}

@@ -103,6 +103,12 @@ type Arch struct {
 	// stack scan uses it to tell return addresses from function pointers
 	// and other data that happen to point into code.
 	CallBefore func(code []byte) bool
+	// BranchesTo reports whether code, a function's bytes loaded at addr,
+	// contains a direct jump or branch to target. A loop whose head is the
+	// function's entry makes a thread stopped at the entry unsafe to
+	// redirect: it may be mid-loop with its arguments already changed.
+	// Undecodable code counts as branching there.
+	BranchesTo func(code []byte, addr, target uint64) bool
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.

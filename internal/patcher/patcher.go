@@ -509,7 +509,7 @@ func (s *session) apply(plans []*plan, res *Result) error {
 	var extra []*linked
 	for _, pl := range plans {
 		for _, f := range pl.l.funcs {
-			danger = append(danger, dangerRange{start: f.Old, end: f.Old + f.OldSize, name: f.Name, entryOK: !f.RangeOnly})
+			danger = append(danger, dangerRange{start: f.Old, end: f.Old + f.OldSize, name: f.Name, entryOK: s.entrySafe(f)})
 		}
 		if r := pl.replaces; r != nil && r.hdr.TextEnd > r.hdr.TextStart {
 			danger = append(danger, dangerRange{start: r.hdr.TextStart, end: r.hdr.TextEnd, name: "the code of patch " + r.hdr.ID + " level " + fmt.Sprint(r.hdr.Level)})
@@ -549,6 +549,20 @@ func (s *session) apply(plans []*plan, res *Result) error {
 		}
 	}
 	return nil
+}
+
+// entrySafe reports whether a thread stopped at the first instruction of
+// f may be redirected: f gets a jump, and no branch inside f leads back to
+// its entry (a loop whose head is the entry).
+func (s *session) entrySafe(f regionFunc) bool {
+	if f.RangeOnly || f.OldSize > 1<<20 {
+		return false
+	}
+	code := make([]byte, f.OldSize)
+	if err := proc.ReadMem(s.p.Pid, f.Old, code); err != nil {
+		return false
+	}
+	return !s.a.BranchesTo(code, f.Old, f.Old)
 }
 
 func (s *session) writeHeader(h *regionHeader, room uint64) error {
