@@ -76,7 +76,8 @@ var AMD64 = &Arch{
 	BranchesTo: func(code []byte, addr, target uint64) bool {
 		for off := 0; off < len(code); {
 			inst, err := x86asm.Decode(code[off:], 64)
-			if err != nil {
+			if err != nil || inst.Op == 0 {
+				// x86asm reports a truncated instruction as Op 0.
 				return true
 			}
 			off += inst.Len

@@ -183,7 +183,7 @@ func TestAMD64BranchesTo(t *testing.T) {
 	if AMD64.BranchesTo(plain, 0x1000, 0x1000) {
 		t.Error("straight-line code reported as branching to its entry")
 	}
-	if !AMD64.BranchesTo([]byte{0x90, 0x0f}, 0x1000, 0x1000) {
+	if !AMD64.BranchesTo([]byte{0x90, 0x0f}, 0x1000, 0x1000) || !AMD64.BranchesTo([]byte{0xd6}, 0x1000, 0x1000) {
 		t.Error("undecodable code must count as branching")
 	}
 }
