@@ -631,3 +631,17 @@ func TestWithoutSectionHeaders(t *testing.T) {
 		t.Errorf("segments lost: %d loads, TLS %v", len(o.Loads), o.TLS)
 	}
 }
+
+// BenchmarkOpenLibc is what reading the C library costs the patcher's
+// planning step, outside the pause (once per file, then cached).
+func BenchmarkOpenLibc(b *testing.B) {
+	if _, err := os.Stat(systemLibc); err != nil {
+		b.Skipf("skipped: %s is missing (%v)", systemLibc, err)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Open(systemLibc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
