@@ -648,3 +648,56 @@ int helper_hp(int x) {
 		t.Fatal("the process died")
 	}
 }
+
+func TestUnknownRelocationAndFarDataAreRefused(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "1")
+	p := patchertest.Build(t, patchertest.Spec{ID: "odd-reloc", Level: 1, Target: app,
+		Source: `int compute_hp(int x) { return x + 5; }`, Replace: map[string]string{"compute": "compute_hp"}})
+	p.Relocs = append(p.Relocs, patchfile.Reloc{Section: 0, Offset: 0, Type: 9 /* R_X86_64_GOTPCREL */, Symbol: 0})
+	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
+	if err == nil || !strings.Contains(err.Error(), "R_X86_64_GOTPCREL") || !strings.Contains(err.Error(), "odd-reloc") {
+		t.Fatalf("unknown relocation type: %v", err)
+	}
+	// opterr lives in libc, which a PIE executable does not copy unless
+	// it uses it: a direct PC-relative reference cannot reach it.
+	far := patchertest.Build(t, patchertest.Spec{ID: "far-data", Level: 1, Target: app, Flags: []string{"-fPIE"},
+		Source: `extern int opterr; int compute_hp(int x) { return x + opterr; }`, Replace: map[string]string{"compute": "compute_hp"}})
+	_, err = Apply(tg.Pid, []*patchfile.Patch{far}, testOpts)
+	if err == nil || !strings.Contains(err.Error(), "opterr") || !strings.Contains(err.Error(), "out of reach") {
+		t.Fatalf("data reference out of reach: %v", err)
+	}
+	if regions, _ := FindRegions(tg.Pid, mustMaps(t, tg.Pid)); len(regions) != 0 {
+		t.Fatalf("a refused patch left %d regions", len(regions))
+	}
+}
+
+func TestSignalsArrivingDuringPatchesAreDelivered(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/signals", Flags: []string{"-O2", "-pthread"}})
+	tg := ptracetest.Start(t, exe)
+	tg.WaitFor(t, 0, "ready\n", 10*time.Second)
+	p := patchertest.Build(t, patchertest.Spec{ID: "sig", Level: 1, Target: exe,
+		Source: `int value_hp(void) { return 2; }`, Replace: map[string]string{"value": "value_hp"}})
+	for i := 0; i < 30; i++ {
+		apply(t, tg.Pid, p)
+		unpatch(t, tg.Pid, "")
+	}
+	apply(t, tg.Pid, p)
+	off := tg.WaitFor(t, len(tg.Output()), "value=2", 5*time.Second)
+	tg.WaitFor(t, off, "value=2", 5*time.Second)
+	if !tg.Alive() {
+		t.Fatalf("process died:\n%s", lastLines(tg.Output(), 10))
+	}
+	// The handler keeps counting: the timer signal was neither lost for
+	// good nor left blocked.
+	lines := strings.Split(strings.TrimSpace(tg.Output()), "\n")
+	var first, last int
+	fmt.Sscanf(lines[1], "value=%d handled=%d", new(int), &first)
+	fmt.Sscanf(lines[len(lines)-1], "value=%d handled=%d", new(int), &last)
+	if last <= first {
+		t.Fatalf("signal handler stopped running: %d then %d", first, last)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sort"
+	"sync"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/elfobj"
@@ -61,6 +63,7 @@ func (e *BusyError) Error() string {
 // pause so that the pause only reads stacks and walks tables.
 type checker struct {
 	pid    int
+	maps   []proc.Mapping
 	arch   *arch.Arch
 	space  *unwind.AddressSpace
 	ranges *unwind.Ranges
@@ -119,7 +122,7 @@ func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []d
 	if err != nil {
 		return nil, err
 	}
-	c := &checker{pid: p.Pid, arch: arch.AMD64, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
+	c := &checker{pid: p.Pid, maps: p.Maps, arch: arch.AMD64, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
 		frames: make([]unwind.Frame, 0, unwind.DefaultMaxFrames)}
 	if tids, err := proc.Threads(p.Pid); err == nil {
 		c.grow(len(tids) + 8)
@@ -154,18 +157,24 @@ func addVDSO(p *Process, space *unwind.AddressSpace) {
 	}
 }
 
-var tableCacheByFile = map[string]*unwind.Table{}
+// tableCache keeps parsed call frame information per object file, so
+// that patching many processes parses libc's once.
+var tableCache = struct {
+	sync.Mutex
+	m map[*elfobj.Object]*unwind.Table
+}{m: map[*elfobj.Object]*unwind.Table{}}
 
 func objectTable(o *Object) (*unwind.Table, error) {
-	key := o.Path + "\x00" + string(o.File.BuildID)
-	if t, ok := tableCacheByFile[key]; ok {
+	tableCache.Lock()
+	defer tableCache.Unlock()
+	if t, ok := tableCache.m[o.File]; ok {
 		return t, nil
 	}
 	t, err := unwind.TableForObject(o.File)
 	if err != nil {
 		return nil, err
 	}
-	tableCacheByFile[key] = t
+	tableCache.m[o.File] = t
 	return t, nil
 }
 
@@ -187,6 +196,18 @@ func (c *checker) returnAddress(v uint64, r unwind.CodeRange) bool {
 	var code [8]byte
 	binary.LittleEndian.PutUint64(code[:], w)
 	return c.arch.CallBefore(code[1:])
+}
+
+// maxScan bounds the conservative scan of one stack.
+const maxScan = 8 << 20
+
+// stackEnd returns the end of the mapping holding sp, 0 if none does.
+func (c *checker) stackEnd(sp uint64) uint64 {
+	i := sort.Search(len(c.maps), func(i int) bool { return c.maps[i].End > sp })
+	if i < len(c.maps) && c.maps[i].Start <= sp {
+		return c.maps[i].End
+	}
+	return 0
 }
 
 // grow makes room for n threads' stacks.
@@ -232,6 +253,15 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 			sp := th.Regs.SP()
 			if len(frames) > 0 {
 				sp = frames[len(frames)-1].SP
+			}
+			if end := c.stackEnd(sp); end > snap.Addr+uint64(len(snap.Data)) {
+				// The stack goes on past the snapshot: scan all of it.
+				// Rare (unwinding failed), so the extra read is allowed.
+				deep := make([]byte, min(end-sp, maxScan))
+				n, err := proc.ReadRanges(c.pid, []proc.Range{{Addr: sp, Buf: deep}})
+				if err == nil {
+					snap = &unwind.Snapshot{Addr: sp, Data: deep[:n[0]], Fallback: c.mem}
+				}
 			}
 			c.hits = unwind.Scan(snap, sp, c.ranges, c.hits[:0])
 			for _, h := range c.hits {
