@@ -41,7 +41,7 @@ func (t *targetOptions) pids() (pids []int, all bool, err error) {
 		}
 		self := os.Getpid()
 		for _, p := range ps {
-			if p != self && p != 1 && p != os.Getppid() {
+			if p != self && p != 1 {
 				pids = append(pids, p)
 			}
 		}

@@ -125,6 +125,31 @@ func TestCommandLinePatchInfoUnpatch(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "no patch applied") {
 		t.Fatalf("unpatch of an unpatched process: exit %d, %s", code, errOut)
 	}
+
+	// -p all patches exactly the processes that run this build: ours.
+	code, out, errOut = runTool(t, tool, "patch", "-p", "all", "--json", dir)
+	if code != 0 {
+		t.Fatalf("patch -p all exited %d: %s", code, errOut)
+	}
+	res = outcome{}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("patch -p all --json: %v\n%s", err, out)
+	}
+	found := false
+	for _, p := range res.Processes {
+		if p.Pid == tg.Pid {
+			found = p.Status == "ok" && p.PauseUS > 0
+		} else if p.Status == "failed" {
+			t.Errorf("patch -p all failed in pid %d, which does not run the target: %s", p.Pid, p.Error)
+		}
+	}
+	if !found {
+		t.Fatalf("patch -p all did not patch pid %d: %s", tg.Pid, out)
+	}
+	code, out, errOut = runTool(t, tool, "unpatch", "-p", "all", "-i", "CVE-0000-1")
+	if code != 0 || !strings.Contains(out, "pid "+pid) {
+		t.Fatalf("unpatch -p all exited %d: %s %s", code, out, errOut)
+	}
 	if !tg.Alive() {
 		t.Fatal("target died")
 	}
