@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
@@ -120,7 +121,7 @@ func newSession(pid int, opt Options) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	regions, err := FindRegions(pid, p.Maps)
+	regions, err := FindRegions(p.MemPid, p.Maps)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +129,11 @@ func newSession(pid int, opt Options) (*session, error) {
 }
 
 func (s *session) open() error {
-	mem, err := proc.OpenMem(s.p.Pid)
+	mem, err := proc.OpenMem(s.p.MemPid)
 	if err != nil {
 		return err
 	}
-	insn, err := ptrace.FindSyscallInsn(s.p.Pid, s.a, s.p.Maps)
+	insn, err := ptrace.FindSyscallInsn(s.p.MemPid, s.a, s.p.Maps)
 	if err != nil {
 		mem.Close()
 		return err
@@ -268,7 +269,7 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 				f.Saved = cur
 			default:
 				f.Saved = make([]byte, s.a.JumpSize)
-				if err := proc.ReadMem(s.p.Pid, f.Old, f.Saved); err != nil {
+				if err := proc.ReadMem(s.p.MemPid, f.Old, f.Saved); err != nil {
 					return nil, fmt.Errorf("patch %s: read the entry of %s: %w", patch.ID, f.Name, err)
 				}
 			}
@@ -280,7 +281,7 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 				old = cur
 			} else if replaces != nil && below == replaces.hdr {
 				old = make([]byte, s.a.JumpSize)
-				if err := proc.ReadMem(s.p.Pid, f.Old, old); err != nil {
+				if err := proc.ReadMem(s.p.MemPid, f.Old, old); err != nil {
 					return nil, err
 				}
 			}
@@ -305,7 +306,7 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 					// The new level no longer patches this function:
 					// put back what was under the old level.
 					cur := make([]byte, s.a.JumpSize)
-					if err := proc.ReadMem(s.p.Pid, of.Old, cur); err != nil {
+					if err := proc.ReadMem(s.p.MemPid, of.Old, cur); err != nil {
 						return nil, err
 					}
 					pl.jumps = append(pl.jumps, jumpWrite{addr: of.Old, new: of.Saved, old: cur})
@@ -335,7 +336,7 @@ func (s *session) checkRoom(obj *Object, f regionFunc) error {
 	}
 	// Read well past the jump: a multi-byte nop must be decoded whole.
 	buf := make([]byte, f.OldSize+32)
-	if err := proc.ReadMem(s.p.Pid, f.Old, buf); err != nil {
+	if err := proc.ReadMem(s.p.MemPid, f.Old, buf); err != nil {
 		return err
 	}
 	if s.a.PaddingLen(buf[f.OldSize:]) >= s.a.JumpSize-int(f.OldSize) {
@@ -393,7 +394,7 @@ const (
 // the protections of its parts, and names it where the kernel can.
 func (s *session) mapRegions(plans []*plan) error {
 	return s.tr.Do(func(c *ptrace.Ctl) error {
-		th, err := c.StopOne(s.p.Pid)
+		th, err := s.stopInjector(c)
 		if err != nil {
 			return err
 		}
@@ -426,6 +427,29 @@ func (s *session) mapRegions(plans []*plan) error {
 	})
 }
 
+// stopInjector stops one thread to run system calls on: the main thread,
+// or another one if the main thread has exited (pthread_exit leaves it a
+// zombie while the others run on).
+func (s *session) stopInjector(c *ptrace.Ctl) (*ptrace.Thread, error) {
+	th, err := c.StopOne(s.p.Pid)
+	if err == nil {
+		return th, nil
+	}
+	tids, lerr := proc.Threads(s.p.Pid)
+	if lerr != nil {
+		return nil, err
+	}
+	for _, tid := range tids {
+		if tid == s.p.Pid {
+			continue
+		}
+		if th, terr := c.StopOne(tid); terr == nil {
+			return th, nil
+		}
+	}
+	return nil, err
+}
+
 // nameRegion labels the region "[anon:hotpatch ID]" in /proc/PID/maps
 // where the kernel supports it (CONFIG_ANON_VMA_NAME). The kernel copies
 // the name, so it is written into the header page, which the image
@@ -453,11 +477,17 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 	if len(s.mapped) == 0 {
 		return nil
 	}
-	th, ok := c.Thread(s.p.Pid)
+	var th *ptrace.Thread
+	for _, t := range c.Threads() {
+		if t.Stopped {
+			th = t
+			break
+		}
+	}
 	detach := false
-	if !ok || !th.Stopped {
+	if th == nil {
 		var err error
-		if th, err = c.StopOne(s.p.Pid); err != nil {
+		if th, err = s.stopInjector(c); err != nil {
 			return err
 		}
 		detach = true
@@ -559,7 +589,7 @@ func (s *session) entrySafe(f regionFunc) bool {
 		return false
 	}
 	code := make([]byte, f.OldSize)
-	if err := proc.ReadMem(s.p.Pid, f.Old, code); err != nil {
+	if err := proc.ReadMem(s.p.MemPid, f.Old, code); err != nil {
 		return false
 	}
 	return !s.a.BranchesTo(code, f.Old, f.Old)
@@ -603,6 +633,9 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 	attempts := 0
 	deadline := time.Now().Add(s.opt.Timeout)
 	maxAttempts := s.opt.Retries + 1
+	// A garbage collection inside the stop would lengthen it; the few
+	// allocations of the check can wait.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	err := s.tr.Do(func(c *ptrace.Ctl) error {
 		restore := c.Realtime()
 		defer restore()
@@ -714,7 +747,7 @@ func Unpatch(pid int, id string, opt Options) (*Result, error) {
 			continue
 		}
 		cur := make([]byte, len(f.Saved))
-		if err := proc.ReadMem(pid, f.Old, cur); err != nil {
+		if err := proc.ReadMem(s.p.MemPid, f.Old, cur); err != nil {
 			return res, fmt.Errorf("unpatch %s from pid %d: read the entry of %s: %w", victim.hdr.ID, pid, f.Name, err)
 		}
 		if want, ok := s.a.EncodeJump(f.Old, f.New); !ok || !bytes.Equal(cur, want) {
@@ -786,7 +819,7 @@ func Info(pid int) (*ProcessInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	regions, err := FindRegions(pid, p.Maps)
+	regions, err := FindRegions(p.MemPid, p.Maps)
 	if err != nil {
 		return nil, err
 	}

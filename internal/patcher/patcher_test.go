@@ -701,3 +701,17 @@ func TestSignalsArrivingDuringPatchesAreDelivered(t *testing.T) {
 		t.Fatalf("signal handler stopped running: %d then %d", first, last)
 	}
 }
+
+func TestPatchWhenTheMainThreadHasExited(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/leaderexit", Flags: []string{"-O2", "-pthread"}})
+	tg := ptracetest.Start(t, exe)
+	tg.WaitFor(t, 0, "value=1", 10*time.Second)
+	p := patchertest.Build(t, patchertest.Spec{ID: "leader", Level: 1, Target: exe,
+		Source: `int value_hp(void) { return 2; }`, Replace: map[string]string{"value": "value_hp"}})
+	apply(t, tg.Pid, p)
+	off := tg.WaitFor(t, len(tg.Output()), "value=2", 5*time.Second)
+	unpatch(t, tg.Pid, "")
+	tg.WaitFor(t, off, "value=1", 5*time.Second)
+}

@@ -36,8 +36,11 @@ type Object struct {
 
 // Process is what the patcher learns about a process before stopping it.
 type Process struct {
-	Pid  int
-	Maps []proc.Mapping
+	Pid int
+	// MemPid is a live thread through which the memory, maps and files
+	// of the process are read: Pid itself unless the main thread exited.
+	MemPid int
+	Maps   []proc.Mapping
 	// Objects are in load order: the executable first, then the
 	// libraries as the dynamic linker searches them.
 	Objects []*Object
@@ -87,15 +90,19 @@ func openObject(pid int, m proc.Mapping) (*elfobj.Object, error) {
 
 // Inspect reads the maps of pid and the ELF objects it has loaded.
 func Inspect(pid int) (*Process, error) {
-	maps, err := proc.ReadMaps(pid)
+	memPid, err := proc.LiveThread(pid)
 	if err != nil {
 		return nil, err
 	}
-	exe, err := proc.Exe(pid)
+	maps, err := proc.ReadMaps(memPid)
 	if err != nil {
 		return nil, err
 	}
-	p := &Process{Pid: pid, Maps: maps, Skipped: map[string]error{}}
+	exe, err := proc.Exe(memPid)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{Pid: pid, MemPid: memPid, Maps: maps, Skipped: map[string]error{}}
 	byPath := map[string][]proc.Mapping{}
 	var order []string
 	for _, m := range maps {
@@ -109,7 +116,7 @@ func Inspect(pid int) (*Process, error) {
 	}
 	for _, path := range order {
 		ms := byPath[path]
-		o, err := openObject(pid, ms[0])
+		o, err := openObject(memPid, ms[0])
 		if err != nil {
 			// Fonts, locale archives and other data files are mapped
 			// too; only ELF objects matter.

@@ -30,7 +30,7 @@ func versioned(s *patchfile.Symbol) string {
 // readWord reads a pointer-sized slot of the live process.
 func (r *resolver) readWord(addr uint64) (uint64, error) {
 	var b [8]byte
-	if err := proc.ReadMem(r.p.Pid, addr, b[:]); err != nil {
+	if err := proc.ReadMem(r.p.MemPid, addr, b[:]); err != nil {
 		return 0, err
 	}
 	return binary.LittleEndian.Uint64(b[:]), nil

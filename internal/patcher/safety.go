@@ -62,7 +62,9 @@ func (e *BusyError) Error() string {
 // checker holds everything the safety check needs, prepared before the
 // pause so that the pause only reads stacks and walks tables.
 type checker struct {
+	// pid is the live thread memory is read through; tgid the process.
 	pid    int
+	tgid   int
 	maps   []proc.Mapping
 	arch   *arch.Arch
 	space  *unwind.AddressSpace
@@ -97,7 +99,7 @@ func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []d
 			continue
 		}
 		data := make([]byte, h.EHFrameSize)
-		if err := proc.ReadMem(p.Pid, h.EHFrameAddr, data); err != nil {
+		if err := proc.ReadMem(p.MemPid, h.EHFrameAddr, data); err != nil {
 			continue
 		}
 		if t, err := unwind.NewTable(a, "patch "+h.ID, unwind.Section{Addr: h.EHFrameAddr, Data: data}, unwind.Section{}); err == nil {
@@ -118,11 +120,11 @@ func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []d
 	for i, d := range danger {
 		cr[i] = unwind.CodeRange{Start: d.start, End: d.end, ID: i}
 	}
-	mem, err := unwind.OpenProcessMemory(p.Pid)
+	mem, err := unwind.OpenProcessMemory(p.MemPid)
 	if err != nil {
 		return nil, err
 	}
-	c := &checker{pid: p.Pid, maps: p.Maps, arch: arch.AMD64, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
+	c := &checker{pid: p.MemPid, tgid: p.Pid, maps: p.Maps, arch: arch.AMD64, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
 		frames: make([]unwind.Frame, 0, unwind.DefaultMaxFrames)}
 	if tids, err := proc.Threads(p.Pid); err == nil {
 		c.grow(len(tids) + 8)
@@ -139,7 +141,7 @@ func addVDSO(p *Process, space *unwind.AddressSpace) {
 			continue
 		}
 		image := make([]byte, m.Size())
-		if err := proc.ReadMem(p.Pid, m.Start, image); err != nil {
+		if err := proc.ReadMem(p.MemPid, m.Start, image); err != nil {
 			return
 		}
 		o, err := elfobj.New(bytes.NewReader(image), "[vdso]")
@@ -243,7 +245,7 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 		for depth, f := range frames {
 			for _, d := range c.danger {
 				if f.In(d.start, d.end) && !(f.Precise && f.PC == d.start && d.entryOK) {
-					return &BusyError{Pid: c.pid, Tid: th.Tid, Function: d.name, PC: f.PC, Frame: depth}, nil
+					return &BusyError{Pid: c.tgid, Tid: th.Tid, Function: d.name, PC: f.PC, Frame: depth}, nil
 				}
 			}
 		}
@@ -266,7 +268,7 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 			c.hits = unwind.Scan(snap, sp, c.ranges, c.hits[:0])
 			for _, h := range c.hits {
 				if c.returnAddress(h.Value, h.Range) {
-					return &BusyError{Pid: c.pid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: len(frames), Scanned: true}, nil
+					return &BusyError{Pid: c.tgid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: len(frames), Scanned: true}, nil
 				}
 			}
 		}

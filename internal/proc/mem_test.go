@@ -174,3 +174,14 @@ func TestParseStatusRejectsBadNumbers(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { testutil.Main(m) }
+
+func TestLiveThreadOfSelf(t *testing.T) {
+	tid, err := LiveThread(os.Getpid())
+	if err != nil || tid != os.Getpid() {
+		t.Fatalf("live thread of self: %d %v", tid, err)
+	}
+	st, err := ThreadState(os.Getpid(), os.Getpid())
+	if err != nil || (st != 'R' && st != 'S') {
+		t.Fatalf("own state %c %v", st, err)
+	}
+}

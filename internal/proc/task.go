@@ -138,3 +138,41 @@ func Processes() ([]int, error) {
 func MappedFile(pid int, m Mapping) string {
 	return fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.Start, m.End)
 }
+
+// LiveThread returns a thread of the process that has not exited: the
+// main thread, or, when it called pthread_exit and is a zombie while the
+// others run on, another one. The memory, maps and executable of the
+// process are reachable only through a live thread.
+func LiveThread(pid int) (int, error) {
+	if state, err := threadState(pid, pid); err == nil && state != 'Z' && state != 'X' {
+		return pid, nil
+	}
+	tids, err := Threads(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, tid := range tids {
+		if state, err := threadState(pid, tid); err == nil && state != 'Z' && state != 'X' {
+			return tid, nil
+		}
+	}
+	return 0, fmt.Errorf("pid %d has no live thread: %w", pid, ErrNoProcess)
+}
+
+// ThreadState returns the state letter of a thread ('R', 'S', 't', 'Z'...).
+func ThreadState(pid, tid int) (byte, error) { return threadState(pid, tid) }
+
+func threadState(pid, tid int) (byte, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("read state of thread %d of pid %d: %w", tid, pid, ErrNoProcess)
+		}
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, &FormatError{File: "stat", Line: 1, Text: string(b), Msg: "no state after the command name"}
+	}
+	return b[i+2], nil
+}

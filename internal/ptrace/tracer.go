@@ -14,6 +14,7 @@ package ptrace
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sort"
 	"sync"
@@ -216,9 +217,7 @@ func (c *Ctl) seizeNew() (int, error) {
 			if errors.Is(err, unix.ESRCH) {
 				continue
 			}
-			if errors.Is(err, unix.EPERM) && len(c.threads) > 0 {
-				// A thread cloned by a traced thread is traced
-				// already; its clone event names it below.
+			if errors.Is(err, unix.EPERM) && c.notOurs(tid) {
 				continue
 			}
 			return n, err
@@ -226,6 +225,22 @@ func (c *Ctl) seizeNew() (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// notOurs reports whether a thread that refused to be seized can be left
+// alone: a zombie (a main thread that called pthread_exit), or a thread
+// that we trace already because a traced thread created it (its clone
+// event adds it).
+func (c *Ctl) notOurs(tid int) bool {
+	if st, err := proc.ThreadState(c.pid, tid); err == nil && (st == 'Z' || st == 'X') {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", c.pid, tid))
+	if err != nil {
+		return true
+	}
+	st, err := proc.ParseStatus(b)
+	return err == nil && st.TracerPid == c.osTid
 }
 
 // SeizeAll seizes every thread of the process without stopping any.

@@ -75,18 +75,28 @@ func (p *Target) Output() string {
 	return string(b)
 }
 
-// Alive reports whether the target is still running (not a zombie).
+// Alive reports whether any thread of the target still runs (a main
+// thread that called pthread_exit is a zombie while the others go on).
 func (p *Target) Alive() bool {
 	if p.Pid <= 0 {
 		return false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.Pid))
 	if err != nil {
 		return false
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", p.Pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X' {
+			return true
+		}
+	}
+	return false
 }
 
 // WaitFor waits until the output after byte offset from contains want and

@@ -1,6 +1,7 @@
 /* The patch target: prints one line of results every few milliseconds,
  * from several threads, until killed. Every function a test patches is
- * noinline so that its callers go through its entry. */
+ * noipa so that its callers go through its entry and gcc assumes nothing
+ * about what it returns. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +16,22 @@ static int hidden = 7;
 static const char greeting[] = "hello";
 __thread int exe_tls = 5;
 
-__attribute__((noinline)) int compute(int x) { return x + 1; }
-__attribute__((noinline)) const char *message(void) { return "old"; }
-__attribute__((noinline)) int helper(int x) { return x * 3; }
-__attribute__((noinline)) int ticks(void) {
+__attribute__((noipa)) int compute(int x) { return x + 1; }
+__attribute__((noipa)) const char *message(void) { return "old"; }
+__attribute__((noipa)) int helper(int x) { return x * 3; }
+__attribute__((noipa)) int ticks(void) {
 	static int count;
 	return ++count + hidden - 7;
 }
 /* Writes hidden, so that the compiler keeps it a variable. */
-__attribute__((noinline)) void set_hidden(int v) { hidden = v; }
-__attribute__((noinline)) int tls_value(void) { return exe_tls; }
-__attribute__((noinline)) const char *greet(void) { return greeting; }
+__attribute__((noipa)) void set_hidden(int v) { hidden = v; }
+__attribute__((noipa)) int tls_value(void) { return exe_tls; }
+__attribute__((noipa)) const char *greet(void) { return greeting; }
 /* tiny is 3 bytes and tiny_next follows it at once: too short for a jump. */
 int tiny(void);
 asm(".text\n.globl tiny\n.type tiny,@function\ntiny: xor %eax,%eax\nret\n.size tiny,.-tiny\n"
     ".globl tiny_next\n.type tiny_next,@function\ntiny_next: mov $1,%eax\nret\n.size tiny_next,.-tiny_next\n");
-__attribute__((noinline)) void spin_here(volatile int *stop) {
+__attribute__((noipa)) void spin_here(volatile int *stop) {
 	while (!*stop)
 		;
 }

@@ -66,7 +66,7 @@ static void *do_sleep(void *a) {
 	return a;
 }
 
-__attribute__((noinline)) int value(void) { return 1; }
+__attribute__((noipa)) int value(void) { return 1; }
 
 int main(int argc, char **argv) {
 	sleep_ms = argc > 1 ? atol(argv[1]) : 1000;

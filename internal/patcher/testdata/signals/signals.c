@@ -13,7 +13,7 @@ static volatile sig_atomic_t handled;
 
 static void on_alarm(int sig) { (void)sig; handled++; }
 
-__attribute__((noinline)) int value(void) { return 1; }
+__attribute__((noipa)) int value(void) { return 1; }
 
 static void *sleeper(void *a) {
 	for (;;)
