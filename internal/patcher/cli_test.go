@@ -2,6 +2,7 @@ package patcher_test
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -153,4 +154,47 @@ func TestCommandLinePatchInfoUnpatch(t *testing.T) {
 	if !tg.Alive() {
 		t.Fatal("target died")
 	}
+}
+
+// TestBuiltPatchAppliesToRunningService runs the whole pipeline as a user
+// would: make builds the service, hotpatch build makes the patch from a
+// source diff against that very binary, hotpatch patch applies it to the
+// running service and hotpatch unpatch removes it.
+func TestBuiltPatchAppliesToRunningService(t *testing.T) {
+	testutil.RequirePtrace(t)
+	testutil.RequireTools(t, "make")
+	t.Parallel()
+	tool := hotpatchTool(t)
+	src := t.TempDir()
+	for _, f := range []string{"svc.c", "Makefile", "fix.diff"} {
+		b, err := os.ReadFile(filepath.Join("testdata/pipeline", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("make", "-C", src).CombinedOutput(); err != nil {
+		t.Fatalf("make: %v\n%s", err, out)
+	}
+	svc := filepath.Join(src, "svc")
+	tg := ptracetest.Start(t, svc)
+	tg.WaitFor(t, 0, "answer=41\n", 10*time.Second)
+	outDir := filepath.Join(t.TempDir(), "patches")
+	code, out, errOut := runTool(t, tool, "build", "-C", src, "-o", outDir, "--id", "FIX-1", "--target", svc, filepath.Join(src, "fix.diff"))
+	if code != 0 {
+		t.Fatalf("hotpatch build exited %d:\n%s\n%s", code, out, errOut)
+	}
+	pid := strconv.Itoa(tg.Pid)
+	code, out, errOut = runTool(t, tool, "patch", "-p", pid, outDir)
+	if code != 0 || !strings.Contains(out, "FIX-1") {
+		t.Fatalf("hotpatch patch exited %d:\n%s\n%s", code, out, errOut)
+	}
+	off := tg.WaitFor(t, len(tg.Output()), "answer=42\n", 5*time.Second)
+	code, out, errOut = runTool(t, tool, "unpatch", "-p", pid)
+	if code != 0 {
+		t.Fatalf("hotpatch unpatch exited %d:\n%s\n%s", code, out, errOut)
+	}
+	tg.WaitFor(t, off, "answer=41\n", 5*time.Second)
 }
