@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
@@ -399,6 +401,7 @@ func (s *session) mapRegions(plans []*plan) error {
 			return err
 		}
 		defer c.Detach(th)
+		defer c.BesideThread(th)()
 		for _, pl := range plans {
 			l := pl.l
 			addr, err := c.Syscall(th, s.insn, s.a.Sys.Mmap, l.base, l.size, protRead,
@@ -425,6 +428,29 @@ func (s *session) mapRegions(plans []*plan) error {
 		}
 		return nil
 	})
+}
+
+var anonNames struct {
+	sync.Once
+	ok bool
+}
+
+// anonNamesSupported tries PR_SET_VMA_ANON_NAME on a page of this process:
+// when the kernel lacks it, injecting it into the target would only
+// lengthen the stop of the thread that maps the region.
+func anonNamesSupported() bool {
+	anonNames.Do(func() {
+		page, err := unix.Mmap(-1, 0, int(pageSize), unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return
+		}
+		defer unix.Munmap(page)
+		name := []byte("hotpatch probe\x00")
+		_, _, errno := unix.Syscall6(unix.SYS_PRCTL, prSetVMA, prSetVMAAnonName,
+			uintptr(unsafe.Pointer(&page[0])), uintptr(len(page)), uintptr(unsafe.Pointer(&name[0])), 0)
+		anonNames.ok = errno == 0
+	})
+	return anonNames.ok
 }
 
 // stopInjector stops one thread to run system calls on: the main thread,
@@ -455,6 +481,9 @@ func (s *session) stopInjector(c *ptrace.Ctl) (*ptrace.Thread, error) {
 // the name, so it is written into the header page, which the image
 // overwrites afterwards. Failure is harmless: discovery reads the header.
 func (s *session) nameRegion(c *ptrace.Ctl, th *ptrace.Thread, pl *plan) {
+	if !anonNamesSupported() {
+		return
+	}
 	name := []byte("hotpatch ")
 	for _, ch := range []byte(pl.hdr.ID) {
 		if ch > ' ' && ch < 0x7f && !bytes.ContainsRune([]byte("[]\\$`"), rune(ch)) {

@@ -185,3 +185,10 @@ func TestLiveThreadOfSelf(t *testing.T) {
 		t.Fatalf("own state %c %v", st, err)
 	}
 }
+
+func TestLastCPUOfSelf(t *testing.T) {
+	cpu, err := LastCPU(os.Getpid(), os.Getpid())
+	if err != nil || cpu < 0 || cpu >= 4096 {
+		t.Fatalf("last CPU of self: %d %v", cpu, err)
+	}
+}

@@ -176,3 +176,29 @@ func threadState(pid, tid int) (byte, error) {
 	}
 	return b[i+2], nil
 }
+
+// LastCPU returns the CPU a thread last ran on (field 39 of its stat).
+func LastCPU(pid, tid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("read stat of thread %d of pid %d: %w", tid, pid, ErrNoProcess)
+		}
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, &FormatError{File: "stat", Line: 1, Text: string(b), Msg: "no command name"}
+	}
+	// Fields after the command name start with the state, field 3.
+	fields := strings.Fields(string(b[i+1:]))
+	const processor = 39 - 3
+	if len(fields) <= processor {
+		return 0, &FormatError{File: "stat", Line: 1, Text: string(b), Msg: "fewer than 39 fields"}
+	}
+	cpu, err := strconv.Atoi(fields[processor])
+	if err != nil {
+		return 0, &FormatError{File: "stat", Line: 1, Text: string(b), Msg: "bad processor field"}
+	}
+	return cpu, nil
+}
