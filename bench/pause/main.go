@@ -6,8 +6,11 @@
 // with 1, 8 and 64 threads, either all spinning or one spinning and the
 // rest sleeping, and applies and removes a one-function patch many times.
 // For each configuration it prints the median, 90th percentile and
-// maximum of the gap the target saw and of the pause the patcher measured
-// (first thread stopped to last resumed), and the failures.
+// maximum of the gap the target saw, of the pause the patcher measured
+// (first thread stopped to last resumed, pause_us) and of the stop of the
+// single thread that maps or unmaps the region (thread_stop_us), and the
+// failures. "none" rows show the gaps of the idle target: the machine's
+// own scheduling noise.
 //
 //	go run ./bench/pause [-n 30] [-threads 1,8,64] [-modes sleep,spin]
 //
@@ -65,7 +68,7 @@ func run(n int, threadList, modeList string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-7s %-6s %-9s %26s %26s %s\n", "threads", "mode", "op", "target gap µs (p50/p90/max)", "tool pause µs (p50/p90/max)", "failures")
+	fmt.Printf("%-7s %-6s %-9s %26s %26s %26s %s\n", "threads", "mode", "op", "target gap µs (p50/p90/max)", "pause_us (p50/p90/max)", "thread_stop_us (p50/p90/max)", "failures")
 	for _, ts := range strings.Split(threadList, ",") {
 		threads, err := strconv.Atoi(ts)
 		if err != nil {
@@ -160,7 +163,7 @@ func measure(target string, patch *patchfile.Patch, threads int, mode string, n 
 		return float64(binary.LittleEndian.Uint64(b[:])) / 1000, nil
 	}
 	opt := patcher.Options{Retries: 20, Timeout: 5 * time.Second}
-	var baseGap, patchGap, unpatchGap, patchPause, unpatchPause samples
+	var baseGap, patchGap, unpatchGap, patchPause, unpatchPause, patchStop, unpatchStop samples
 	failures := 0
 	settle := 30 * time.Millisecond
 	for i := 0; i < n; i++ {
@@ -188,6 +191,7 @@ func measure(target string, patch *patchfile.Patch, threads int, mode string, n 
 		}
 		g, _ = gap()
 		patchGap, patchPause = append(patchGap, g), append(patchPause, float64(res.PauseUS))
+		patchStop = append(patchStop, float64(res.ThreadStopUS))
 
 		if err := reset(); err != nil {
 			return err
@@ -201,10 +205,11 @@ func measure(target string, patch *patchfile.Patch, threads int, mode string, n 
 		}
 		g, _ = gap()
 		unpatchGap, unpatchPause = append(unpatchGap, g), append(unpatchPause, float64(res.PauseUS))
+		unpatchStop = append(unpatchStop, float64(res.ThreadStopUS))
 	}
-	fmt.Printf("%-7d %-6s %-9s %26s %26s %d\n", threads, mode, "none", baseGap.stats(), "-", 0)
-	fmt.Printf("%-7d %-6s %-9s %26s %26s %d\n", threads, mode, "patch", patchGap.stats(), patchPause.stats(), failures)
-	fmt.Printf("%-7d %-6s %-9s %26s %26s %d\n", threads, mode, "unpatch", unpatchGap.stats(), unpatchPause.stats(), 0)
+	fmt.Printf("%-7d %-6s %-9s %26s %26s %26s %d\n", threads, mode, "none", baseGap.stats(), "-", "-", 0)
+	fmt.Printf("%-7d %-6s %-9s %26s %26s %26s %d\n", threads, mode, "patch", patchGap.stats(), patchPause.stats(), patchStop.stats(), failures)
+	fmt.Printf("%-7d %-6s %-9s %26s %26s %26s %d\n", threads, mode, "unpatch", unpatchGap.stats(), unpatchPause.stats(), unpatchStop.stats(), 0)
 	return nil
 }
 

@@ -56,12 +56,15 @@ func (t *targetOptions) pids() (pids []int, all bool, err error) {
 
 // processOutcome is one process in the JSON result of patch and unpatch.
 type processOutcome struct {
-	Pid     int                   `json:"pid"`
-	Status  string                `json:"status"` // ok, failed, unchanged
-	Error   string                `json:"error,omitempty"`
-	PauseUS int64                 `json:"pause_us"`
-	Retries int                   `json:"retries"`
-	Patches []patcher.PatchResult `json:"patches"`
+	Pid     int    `json:"pid"`
+	Status  string `json:"status"` // ok, failed, unchanged
+	Error   string `json:"error,omitempty"`
+	PauseUS int64  `json:"pause_us"`
+	// ThreadStopUS is the stop of the one thread that maps or unmaps the
+	// region, outside the pause; single-threaded programs see it too.
+	ThreadStopUS int64                 `json:"thread_stop_us"`
+	Retries      int                   `json:"retries"`
+	Patches      []patcher.PatchResult `json:"patches"`
 }
 
 type outcomeDoc struct {
@@ -180,7 +183,7 @@ func runPatch(g *globalOptions, o *patchOptions, path string) error {
 		res, err := patcher.Apply(pid, todo, opt)
 		out := processOutcome{Pid: pid, Status: "ok", Patches: []patcher.PatchResult{}}
 		if res != nil {
-			out.PauseUS, out.Retries = res.PauseUS, res.Retries
+			out.PauseUS, out.ThreadStopUS, out.Retries = res.PauseUS, res.ThreadStopUS, res.Retries
 			if res.Patches != nil {
 				out.Patches = res.Patches
 			}
@@ -298,7 +301,7 @@ func runUnpatch(g *globalOptions, o *unpatchOptions) error {
 		res, err := patcher.Unpatch(pid, o.id, opt)
 		out := processOutcome{Pid: pid, Status: "ok", Patches: []patcher.PatchResult{}}
 		if res != nil {
-			out.PauseUS, out.Retries = res.PauseUS, res.Retries
+			out.PauseUS, out.ThreadStopUS, out.Retries = res.PauseUS, res.ThreadStopUS, res.Retries
 			if res.Patches != nil {
 				out.Patches = res.Patches
 			}

@@ -77,10 +77,17 @@ type PatchResult struct {
 
 // Result is the outcome for one process.
 type Result struct {
-	Pid     int           `json:"pid"`
-	PauseUS int64         `json:"pause_us"`
-	Retries int           `json:"retries"`
-	Patches []PatchResult `json:"patches"`
+	Pid int `json:"pid"`
+	// PauseUS is the stop of every thread: from the first thread stopped
+	// to the last resumed.
+	PauseUS int64 `json:"pause_us"`
+	// ThreadStopUS is the longest stop of a single thread outside that
+	// pause: the one that maps (or unmaps) a region by injected system
+	// calls while the others run. A single-threaded program sees it as
+	// a pause of its own.
+	ThreadStopUS int64         `json:"thread_stop_us"`
+	Retries      int           `json:"retries"`
+	Patches      []PatchResult `json:"patches"`
 }
 
 // plan is one patch prepared for one process.
@@ -109,6 +116,19 @@ type session struct {
 	regions []*Region
 	// mapped are regions this operation mapped, to unmap on failure.
 	mapped [][2]uint64
+	// threadStop is the longest single-thread stop so far.
+	threadStop time.Duration
+}
+
+// noteThreadStop records the length of the single-thread stop that just
+// ended.
+func (s *session) noteThreadStop() {
+	_ = s.tr.Do(func(c *ptrace.Ctl) error {
+		if d := c.LastResume.Sub(c.FirstStop); d > s.threadStop && d < time.Minute {
+			s.threadStop = d
+		}
+		return nil
+	})
 }
 
 func newSession(pid int, opt Options) (*session, error) {
@@ -395,6 +415,7 @@ const (
 // mapRegions maps every planned region with a single thread stopped, sets
 // the protections of its parts, and names it where the kernel can.
 func (s *session) mapRegions(plans []*plan) error {
+	defer s.noteThreadStop()
 	return s.tr.Do(func(c *ptrace.Ctl) error {
 		th, err := s.stopInjector(c)
 		if err != nil {
@@ -521,6 +542,7 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 		}
 		detach = true
 	}
+	defer c.BesideThread(th)()
 	var firstErr error
 	for _, m := range s.mapped {
 		if _, err := c.Syscall(th, s.insn, s.a.Sys.Munmap, m[0], m[1]); err != nil && firstErr == nil {
@@ -606,7 +628,9 @@ func (s *session) apply(plans []*plan, res *Result) error {
 		if err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) }); err != nil {
 			return fmt.Errorf("the new level is active, but removing the old one failed: %w", err)
 		}
+		s.noteThreadStop()
 	}
+	res.ThreadStopUS = s.threadStop.Microseconds()
 	return nil
 }
 
@@ -808,6 +832,8 @@ func Unpatch(pid int, id string, opt Options) (*Result, error) {
 	if err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) }); err != nil {
 		return res, fmt.Errorf("patch %s is inactive in pid %d, but unmapping its region failed: %w", victim.hdr.ID, pid, err)
 	}
+	s.noteThreadStop()
+	res.ThreadStopUS = s.threadStop.Microseconds()
 	res.Patches = append(res.Patches, PatchResult{ID: victim.hdr.ID, Level: victim.hdr.Level, BuildID: victim.hdr.BuildID,
 		Object: victim.hdr.Target, Status: StatusRemoved, Functions: victim.Functions(), Base: victim.hdr.Base})
 	return res, nil
