@@ -715,3 +715,36 @@ func TestPatchWhenTheMainThreadHasExited(t *testing.T) {
 	unpatch(t, tg.Pid, "")
 	tg.WaitFor(t, off, "value=1", 5*time.Second)
 }
+
+func TestUnwindsThroughPatchCode(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	// The threads end up asleep in: worker -> compute_hp (patch "outer")
+	// -> helper, redirected to helper_hp (patch "inner") -> usleep. Only
+	// by unwinding through inner's code with its call frame information
+	// does the checker see the return address into outer's code.
+	inner := patchertest.Build(t, patchertest.Spec{ID: "inner", Level: 1, Target: app,
+		Source: `
+extern int usleep(unsigned);
+int helper_hp(int x) {
+	if (x == 77)
+		usleep(100000000);
+	return x * 3;
+}`, Replace: map[string]string{"helper": "helper_hp"}})
+	outer := patchertest.Build(t, patchertest.Spec{ID: "outer", Level: 1, Target: app,
+		Source: `
+int helper(int);
+int compute_hp(int x) { return helper(77) + x; }`, Replace: map[string]string{"compute": "compute_hp"}})
+	apply(t, tg.Pid, inner)
+	apply(t, tg.Pid, outer)
+	time.Sleep(100 * time.Millisecond)
+	_, err := Unpatch(tg.Pid, "outer", Options{Retries: 2, Timeout: time.Second})
+	var busy *BusyError
+	if !errors.As(err, &busy) || !strings.Contains(busy.Function, "outer") {
+		t.Fatalf("unpatch of outer while threads sleep under it: %v", err)
+	}
+	if busy.Scanned || busy.Frame < 3 {
+		t.Fatalf("the return address into outer was not found by unwinding (frame %d, scanned %v): %v", busy.Frame, busy.Scanned, err)
+	}
+}
