@@ -142,6 +142,15 @@ func (f *File) StmtAt(off int) int {
 	return -1
 }
 
+// Options tune the parser.
+type Options struct {
+	// SkipDebug leaves out the statements of debug sections (.debug_*),
+	// except the directives that switch sections. Their text stays in
+	// Src. With -g, debug sections hold most of the statements of a file,
+	// and a caller that compares code has no use for them.
+	SkipDebug bool
+}
+
 // Parse splits src into statements. It never panics; it returns a
 // *SyntaxError for an unterminated string or comment and for a
 // .popsection without a matching .pushsection.
@@ -150,10 +159,18 @@ func Parse(src []byte) (*File, error) {
 }
 
 // ParseString is Parse for a string, without the copy.
-func ParseString(src string) (*File, error) {
-	p := parser{f: &File{Src: src}}
-	// Statements average about 20 bytes in gcc output.
-	p.f.Stmts = make([]Stmt, 0, len(src)/20+16)
+func ParseString(src string) (*File, error) { return ParseWith(src, Options{}) }
+
+// ParseWith is ParseString with options.
+func ParseWith(src string, opts Options) (*File, error) {
+	p := parser{f: &File{Src: src}, opts: opts}
+	// About one statement per line; fewer when debug sections are left
+	// out, where they are the bulk.
+	lines := strings.Count(src, "\n") + 1
+	if opts.SkipDebug {
+		lines /= 3
+	}
+	p.f.Stmts = make([]Stmt, 0, lines+16)
 	p.secIndex = map[sectionKey]int32{}
 	p.cur = p.section(Section{Name: ".text", Flags: "ax", Type: "@progbits"}, true)
 	p.prev = p.cur
@@ -166,7 +183,10 @@ func ParseString(src string) (*File, error) {
 type sectionKey struct{ name, group string }
 
 type parser struct {
-	f         *File
+	f    *File
+	opts Options
+	// inDebug caches whether the current section is a debug section.
+	inDebug   bool
 	line      int32
 	cur, prev int32
 	stack     [][2]int32
@@ -365,6 +385,9 @@ var prefixes = map[string]bool{
 func isPrefix(w string) bool { return prefixes[w] }
 
 func (p *parser) emit(st Stmt) {
+	if p.inDebug && p.opts.SkipDebug && (st.Kind != Directive || ClassOf(st.Name) != SectionSwitch) {
+		return
+	}
 	st.Section = p.cur
 	p.f.Stmts = append(p.f.Stmts, st)
 }
@@ -404,6 +427,7 @@ func (p *parser) directive(st *Stmt) {
 	case ".att_syntax":
 		p.f.IntelSyntax = false
 	}
+	p.inDebug = p.f.Sections[p.cur].Debug()
 	p.emit(*st)
 }
 

@@ -212,6 +212,11 @@ func TestParseAgreesWithAs(t *testing.T) {
 					t.Fatalf("parse: %v", err)
 				}
 				checkAgainstObject(t, f, asmtest.Assemble(t, s))
+				lite, err := ParseWith(string(s), Options{SkipDebug: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkSkipDebug(t, f, lite)
 			})
 		}
 	}
@@ -317,6 +322,9 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src []byte) {
 		file, _ := Parse(src)
 		checkInvariants(t, file)
+		lite, _ := ParseWith(string(src), Options{SkipDebug: true})
+		checkInvariants(t, lite)
+		checkSkipDebug(t, file, lite)
 		for _, s := range file.Stmts {
 			for _, r := range Refs(s.Args, nil) {
 				if r.Off < 0 || r.End() > int32(len(s.Args)) || r.Len <= 0 {
@@ -327,6 +335,26 @@ func FuzzParse(f *testing.F) {
 			ParseSectionArgs(s.Args)
 		}
 	})
+}
+
+// checkSkipDebug checks that parsing without debug sections gives the same
+// statements as a full parse, minus those in debug sections.
+func checkSkipDebug(t *testing.T, full, lite *File) {
+	t.Helper()
+	var want []Stmt
+	for _, s := range full.Stmts {
+		if !full.Sections[s.Section].Debug() || s.Kind == Directive && ClassOf(s.Name) == SectionSwitch {
+			want = append(want, s)
+		}
+	}
+	if len(want) != len(lite.Stmts) {
+		t.Fatalf("SkipDebug kept %d statements, want %d", len(lite.Stmts), len(want))
+	}
+	for i := range want {
+		if want[i] != lite.Stmts[i] {
+			t.Fatalf("statement %d: %+v with SkipDebug, %+v without", i, lite.Stmts[i], want[i])
+		}
+	}
 }
 
 func checkInvariants(t *testing.T, f *File) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/hotpatch/hotpatch/internal/asm"
 )
@@ -130,11 +131,13 @@ func Generate(original, patched []byte, opts Options) (out []byte, rep *Report, 
 	if opts.PatchedName == "" {
 		opts.PatchedName = "PATCHED.s"
 	}
-	of, err := asm.Parse(original)
+	// The debug sections are neither compared nor copied.
+	lite := asm.Options{SkipDebug: true}
+	of, err := asm.ParseWith(view(original), lite)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse %s: %w", opts.OriginalName, err)
 	}
-	pf, err := asm.Parse(patched)
+	pf, err := asm.ParseWith(view(patched), lite)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse %s: %w", opts.PatchedName, err)
 	}
@@ -163,6 +166,16 @@ func Generate(original, patched []byte, opts Options) (out []byte, rep *Report, 
 		return nil, nil, err
 	}
 	return out, rep, nil
+}
+
+// view looks at b as a string without copying it: inputs run to tens of
+// megabytes, and Generate neither changes them nor keeps the strings after
+// it returns (the output is a fresh copy).
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // result is what diff found, by patched symbol or unit.

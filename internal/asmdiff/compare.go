@@ -146,31 +146,47 @@ func (c *context) stmt(io, ip int32) bool {
 	if a.Kind == asm.Label {
 		return c.labelDef(io, ip)
 	}
-	ra, rb := o.stmtRefs(io), p.stmtRefs(ip)
-	if len(ra) != len(rb) {
+	if !c.args(a.Args, b.Args, o.stmtRefs(io), p.stmtRefs(ip)) {
 		return c.fail("different operands", io, ip)
 	}
+	return true
+}
+
+// args compares operand text: equal outside references, and references
+// equal by c.sym.
+func (c *context) args(a, b string, ra, rb []ref) bool {
+	if len(ra) != len(rb) {
+		return false
+	}
 	if len(ra) == 0 {
-		if a.Args != b.Args {
-			return c.fail("different operands", io, ip)
-		}
-		return true
+		return a == b
 	}
 	pa, pb := int32(0), int32(0)
 	for k := range ra {
 		x, y := ra[k], rb[k]
-		if a.Args[pa:x.Off] != b.Args[pb:y.Off] || a.Args[x.Off+x.Len:x.End()] != b.Args[y.Off+y.Len:y.End()] {
-			return c.fail("different operands", io, ip)
+		if a[pa:x.Off] != b[pb:y.Off] || a[x.Off+x.Len:x.End()] != b[y.Off+y.Len:y.End()] {
+			return false
 		}
 		if !c.sym(x.sym, y.sym) {
-			return c.fail("different symbols", io, ip)
+			return false
 		}
 		pa, pb = x.End(), y.End()
 	}
-	if a.Args[pa:] != b.Args[pb:] {
-		return c.fail("different operands", io, ip)
+	return a[pa:] == b[pb:]
+}
+
+// exprRefs finds the references of an alias expression.
+func exprRefs(m *model, expr string) []ref {
+	rs := asm.Refs(expr, nil)
+	out := make([]ref, len(rs))
+	for k, r := range rs {
+		// Every name of an alias was seen when the model was built.
+		out[k] = ref{Ref: r, sym: m.lookup(r.Name(expr))}
+		if out[k].sym < 0 {
+			return nil
+		}
 	}
-	return true
+	return out
 }
 
 func (c *context) labelDef(io, ip int32) bool {
@@ -233,6 +249,15 @@ func (c *context) bind(so, sp int32) bool {
 	a, b := &o.syms[so], &p.syms[sp]
 	if !a.defined() || !b.defined() {
 		return a.name == b.name && !a.defined() && !b.defined()
+	}
+	if a.def < 0 && a.alias >= 0 || b.def < 0 && b.alias >= 0 {
+		// Local aliases of expressions, such as ".set .LC13,.LC284+8":
+		// equal when their expressions are.
+		if !(a.def < 0 && a.alias >= 0 && b.def < 0 && b.alias >= 0) {
+			return false
+		}
+		c.lo2p[so], c.lp2o[sp] = sp, so
+		return c.args(a.aliasExpr, b.aliasExpr, exprRefs(o, a.aliasExpr), exprRefs(p, b.aliasExpr))
 	}
 	if (a.unit >= 0) != (b.unit >= 0) || (a.chunk >= 0) != (b.chunk >= 0) || (a.inChunk >= 0) != (b.inChunk >= 0) {
 		return false

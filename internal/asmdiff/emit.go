@@ -22,7 +22,8 @@ type emitter struct {
 	o, p *model
 	arch *arch
 
-	text, rodata, except, data, bss, eh, funcs, strs strings.Builder
+	text, rodata, except, data, bss, eh, funcs, strs, sets strings.Builder
+	setDone                                                map[int32]bool
 
 	placeholders map[string]bool
 	slots        map[string]string
@@ -51,7 +52,7 @@ func (d *differ) emit(res *result, original []byte) ([]byte, error) {
 		d: d, res: res, o: d.o, p: d.p, arch: amd64,
 		placeholders: map[string]bool{}, slots: map[string]string{},
 		chunkText: map[int32]string{}, emitUnit: make([]bool, len(d.p.units)),
-		newNames: map[int32]string{}, curUnit: -1,
+		newNames: map[int32]string{}, curUnit: -1, setDone: map[int32]bool{},
 	}
 	for _, ui := range res.changedUnits {
 		e.emitUnit[ui] = true
@@ -93,25 +94,30 @@ func (d *differ) emit(res *result, original []byte) ([]byte, error) {
 	e.writeSlots()
 	e.writeEHFrame()
 
-	var out strings.Builder
-	out.Grow(len(original) + e.text.Len()*2 + 4096)
-	out.Write(original)
-	if len(original) > 0 && original[len(original)-1] != '\n' {
-		out.WriteByte('\n')
-	}
-	out.WriteString(Marker + "\n")
-	for _, b := range []*strings.Builder{&e.text, &e.rodata, &e.except, &e.data, &e.bss, &e.eh, &e.funcs, &e.strs} {
-		out.WriteString(b.String())
-	}
 	names := make([]string, 0, len(e.placeholders))
 	for n := range e.placeholders {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	var tail strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&out, "\t.weak\t%s\n\t.hidden\t%s\n", n, n)
+		fmt.Fprintf(&tail, "\t.weak\t%s\n\t.hidden\t%s\n", n, n)
 	}
-	return []byte(out.String()), nil
+	parts := []*strings.Builder{&e.text, &e.rodata, &e.except, &e.data, &e.bss, &e.eh, &e.funcs, &e.strs, &e.sets, &tail}
+	size := len(original) + len(Marker) + 2
+	for _, b := range parts {
+		size += b.Len()
+	}
+	out := make([]byte, 0, size)
+	out = append(out, original...)
+	if len(original) > 0 && original[len(original)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	out = append(out, Marker+"\n"...)
+	for _, b := range parts {
+		out = append(out, b.String()...)
+	}
+	return out, nil
 }
 
 func (e *emitter) label(kind string) string {
@@ -229,6 +235,9 @@ func (e *emitter) part(pi int32, def string, isNew bool) error {
 				continue
 			}
 			id := p.lookup(st.Name)
+			if id < 0 {
+				continue // a label nothing refers to
+			}
 			s := &p.syms[id]
 			switch {
 			case id == pt.sym:
@@ -344,13 +353,8 @@ func (e *emitter) checkNumericLabels(pt *part) error {
 		}
 		for _, ref := range numericRefs(st.Args) {
 			n, dir := ref[:len(ref)-1], ref[len(ref)-1]
-			found := false
-			for _, at := range defs[n] {
-				if dir == 'b' && at < k || dir == 'f' && at > k {
-					found = true
-					break
-				}
-			}
+			at := defs[n] // positions, in increasing order
+			found := len(at) > 0 && (dir == 'b' && at[0] < k || dir == 'f' && at[len(at)-1] > k)
 			if !found {
 				return e.unsupported(i, ErrConstruct, "local label "+ref+" refers outside the function, "+
 					"which the copy in patch code cannot reach")
@@ -424,6 +428,10 @@ func (e *emitter) symbolText(sp int32, mod string, i int32) (string, error) {
 	}
 	if s.local {
 		switch {
+		case s.def < 0 && s.alias >= 0:
+			if err := e.localAlias(sp, i); err != nil {
+				return "", err
+			}
 		case !s.defined():
 			return fail(ErrConstruct, "local label "+s.name+" is not defined in the file")
 		case s.unit >= 0:
@@ -527,6 +535,44 @@ func (e *emitter) slot(name, body string) string {
 		e.slotOrder = append(e.slotOrder, name)
 	}
 	return name
+}
+
+// localAlias defines a local label that gcc set to an expression, such
+// as ".set .LC13,.LC284+8" (a constant inside another), under its patch
+// name.
+func (e *emitter) localAlias(sp, i int32) error {
+	if e.setDone[sp] {
+		return nil
+	}
+	e.setDone[sp] = true
+	s := &e.p.syms[sp]
+	text, err := e.expression(s.aliasExpr, i)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(&e.sets, "\t.set\t.Lhp%s, %s\n", s.name, text)
+	return nil
+}
+
+// expression rewrites the references of an expression.
+func (e *emitter) expression(expr string, i int32) (string, error) {
+	refs := exprRefs(e.p, expr)
+	if refs == nil && len(asm.Refs(expr, nil)) > 0 {
+		return "", e.unsupported(i, ErrConstruct, "unknown symbol in "+expr)
+	}
+	var b strings.Builder
+	pos := int32(0)
+	for _, r := range refs {
+		b.WriteString(expr[pos:r.Off])
+		text, err := e.symbolText(r.sym, r.Modifier(expr), i)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(text)
+		pos = r.End()
+	}
+	b.WriteString(expr[pos:])
+	return b.String(), nil
 }
 
 func (e *emitter) wantChunk(c int32) {
@@ -670,19 +716,12 @@ func (e *emitter) dataSection(sec *asm.Section) *strings.Builder {
 func (e *emitter) alias(sp int32) error {
 	p := e.p
 	s := &p.syms[sp]
-	i := s.alias
-	if s.aliasOf < 0 {
-		return e.unsupported(i, ErrConstruct, "a new alias of an expression")
-	}
-	target, err := e.symbolText(s.aliasOf, "", i)
+	target, err := e.expression(s.aliasExpr, s.alias)
 	if err != nil {
 		return err
 	}
 	name := e.name(sp)
-	b := &e.text
-	if b.Len() == 0 {
-		b.WriteString("\t.section\t.hotpatch.text,\"x\",@progbits\n")
-	}
+	b := &e.sets
 	e.bindingLines(b, sp, name)
 	fmt.Fprintf(b, "\t.set\t%s, %s\n", name, target)
 	return nil

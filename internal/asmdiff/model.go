@@ -49,10 +49,12 @@ type symbol struct {
 	sizeStmt int32
 	// common is the .comm or .lcomm statement, or -1.
 	common int32
-	// alias is the .set/.equ/= statement, or -1; aliasOf is its target
-	// when the expression is a lone symbol, else -1.
-	alias   int32
-	aliasOf int32
+	// alias is the .set/.equ/= statement, or -1; aliasExpr is the
+	// expression it stands for, and aliasOf its target when the
+	// expression is a lone symbol, else -1.
+	alias     int32
+	aliasOf   int32
+	aliasExpr string
 	// used is set when a statement outside the debug sections uses the
 	// symbol: an instruction operand, data, a CFI pointer, an alias.
 	used bool
@@ -175,6 +177,7 @@ func buildModel(f *asm.File, name string) *model {
 	m.loose = map[int32][]int32{}
 	m.unitOf = map[int32]int32{}
 	var scratch []asm.Ref
+	var localDefs []int32
 	for i := range f.Stmts {
 		st := &f.Stmts[i]
 		m.refStart[i] = int32(len(m.refs))
@@ -187,10 +190,15 @@ func buildModel(f *asm.File, name string) *model {
 			if asm.IsNumericLabel(st.Name) {
 				continue
 			}
-			s := &m.syms[m.sym(st.Name)]
-			if s.def < 0 {
-				s.def, s.sec = int32(i), st.Section
+			if asm.IsLocalLabel(st.Name) {
+				// Most local labels are for the debug sections
+				// only (.LVL, .LBB, .LVU): they get a symbol only
+				// if something else refers to them, once all
+				// references are known.
+				localDefs = append(localDefs, int32(i))
+				continue
 			}
+			m.define(m.sym(st.Name), int32(i))
 		case asm.Instruction:
 			scratch = m.addRefs(int32(i), st.Args, scratch, true)
 		case asm.Assign:
@@ -231,11 +239,22 @@ func buildModel(f *asm.File, name string) *model {
 		}
 	}
 	m.refStart[len(f.Stmts)] = int32(len(m.refs))
+	for _, i := range localDefs {
+		if id := m.lookup(f.Stmts[i].Name); id >= 0 {
+			m.define(id, i)
+		}
+	}
 	m.markUses()
 	m.cutFunctions()
 	m.cutData()
 	m.findInitFunctions()
 	return m
+}
+
+func (m *model) define(id, i int32) {
+	if s := &m.syms[id]; s.def < 0 {
+		s.def, s.sec = i, m.f.Stmts[i].Section
+	}
 }
 
 // addRefs records the references in args. A use (as opposed to a mention
@@ -256,6 +275,7 @@ func (m *model) alias(i int32, name, expr string) {
 	s := m.sym(strings.TrimSpace(name))
 	m.syms[s].alias = i
 	expr = strings.TrimSpace(expr)
+	m.syms[s].aliasExpr = expr
 	if r := asm.Refs(expr, nil); len(r) == 1 && r[0].Off == 0 && r[0].Len == int32(len(expr)) {
 		m.syms[s].aliasOf = m.sym(expr)
 	}
@@ -404,9 +424,8 @@ func (m *model) cutFunctions() {
 		for _, i := range p.stmts {
 			st := &m.f.Stmts[i]
 			if st.Kind == asm.Label && !asm.IsNumericLabel(st.Name) {
-				s := &m.syms[m.lookup(st.Name)]
-				if s.def == i {
-					s.unit = p.unit
+				if id := m.lookup(st.Name); id >= 0 && m.syms[id].def == i {
+					m.syms[id].unit = p.unit
 				}
 			}
 		}
@@ -480,8 +499,7 @@ func (m *model) significant(stmts []int32, dst []int32) []int32 {
 				dst = append(dst, i)
 				continue
 			}
-			s := &m.syms[m.lookup(st.Name)]
-			if s.used || !s.local {
+			if id := m.lookup(st.Name); id >= 0 && (m.syms[id].used || !m.syms[id].local) {
 				dst = append(dst, i)
 			}
 		case asm.Directive:
@@ -525,6 +543,15 @@ func (m *model) cutData() {
 			st := &m.f.Stmts[i]
 			if st.Kind == asm.Label && !asm.IsNumericLabel(st.Name) {
 				id := m.lookup(st.Name)
+				if id < 0 {
+					if len(chunks) > 0 {
+						goto content // an unused inner label
+					}
+					// An unused label still heads what follows it,
+					// which is data of its own and not loose.
+					id = m.sym(st.Name)
+					m.define(id, i)
+				}
 				sy := &m.syms[id]
 				if sy.def == i && (!sy.local || sy.usedPlainly || len(chunks) == 0) {
 					chunks = append(chunks, open{id: id, prefixFrom: pending, labelPos: k, lastPos: k})
@@ -532,6 +559,7 @@ func (m *model) cutData() {
 					continue
 				}
 			}
+		content:
 			if !isContent(st) {
 				continue
 			}
@@ -556,7 +584,9 @@ func (m *model) cutData() {
 			for _, i := range c.stmts[1:] {
 				st := &m.f.Stmts[i]
 				if st.Kind == asm.Label && !asm.IsNumericLabel(st.Name) {
-					m.syms[m.lookup(st.Name)].inChunk = id
+					if l := m.lookup(st.Name); l >= 0 {
+						m.syms[l].inChunk = id
+					}
 				}
 			}
 			m.chunks = append(m.chunks, c)
@@ -605,32 +635,47 @@ func (m *model) findInitFunctions() {
 			}
 		}
 	}
-	// Local functions called from init functions only.
-	for changed := true; changed; {
-		changed = false
-		callers := make([]int, len(m.units))
-		initCallers := make([]int, len(m.units))
-		for ui := range m.units {
-			for _, pi := range m.units[ui].parts {
-				for _, i := range m.parts[pi].stmts {
-					for _, r := range m.stmtRefs(i) {
-						u, ok := m.unitOf[r.sym]
-						if !ok || u == int32(ui) {
-							continue
-						}
-						callers[u]++
-						if m.units[ui].init {
-							initCallers[u]++
-						}
+	// Local functions called from init functions only, found by
+	// propagation: a function becomes init when its last caller does.
+	callers := make([]map[int32]bool, len(m.units))
+	for ui := range m.units {
+		for _, pi := range m.units[ui].parts {
+			for _, i := range m.parts[pi].stmts {
+				for _, r := range m.stmtRefs(i) {
+					u, ok := m.unitOf[r.sym]
+					if !ok || u == int32(ui) {
+						continue
 					}
+					if callers[u] == nil {
+						callers[u] = map[int32]bool{}
+					}
+					callers[u][int32(ui)] = true
 				}
 			}
 		}
-		for ui := range m.units {
-			u := &m.units[ui]
-			if !u.init && !m.syms[u.sym].global() && callers[ui] > 0 && callers[ui] == initCallers[ui] {
-				u.init = true
-				changed = true
+	}
+	callees := make([][]int32, len(m.units))
+	pending := make([]int, len(m.units))
+	for u, set := range callers {
+		pending[u] = len(set)
+		for c := range set {
+			callees[c] = append(callees[c], int32(u))
+		}
+	}
+	var queue []int32
+	for ui := range m.units {
+		if m.units[ui].init {
+			queue = append(queue, int32(ui))
+		}
+	}
+	for len(queue) > 0 {
+		c := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		for _, u := range callees[c] {
+			pending[u]--
+			if pending[u] == 0 && !m.units[u].init && !m.syms[m.units[u].sym].global() {
+				m.units[u].init = true
+				queue = append(queue, u)
 			}
 		}
 	}

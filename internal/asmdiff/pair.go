@@ -103,14 +103,16 @@ func pairSymbols(o, p *model) *pairing {
 		if oOwners == nil {
 			oOwners, pOwners = owners(o), owners(p)
 		}
-		used := map[int32]bool{}
+		byOwner := map[string][]int32{}
+		for _, oo := range os {
+			if w := oOwners[oo]; w != "" {
+				byOwner[w] = append(byOwner[w], oo)
+			}
+		}
 		for _, po := range ps {
-			for _, oo := range os {
-				if !used[oo] && pr.p2o[po] < 0 && oOwners[oo] == pOwners[po] && oOwners[oo] != "" {
-					pr.pair(oo, po)
-					used[oo] = true
-					break
-				}
+			if cands := byOwner[pOwners[po]]; len(cands) > 0 && pOwners[po] != "" {
+				pr.pair(cands[0], po)
+				byOwner[pOwners[po]] = cands[1:]
 			}
 		}
 		var lo, lp []int32
