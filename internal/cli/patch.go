@@ -395,8 +395,12 @@ func runInfo(g *globalOptions, o *targetOptions) error {
 			}
 			fmt.Fprintf(g.stdout, "  %s  %s\n", id, obj.Path)
 			for _, p := range obj.Patches {
-				fmt.Fprintf(g.stdout, "    patch %s level %d: %s; applied %s, pause %d µs\n", p.ID, p.Level,
-					strings.Join(p.Functions, ", "), p.AppliedAt.Local().Format("2006-01-02 15:04:05"), p.PauseUS)
+				state := ""
+				if !p.Active {
+					state = " (INACTIVE: its region is mapped but its jumps are not written; unpatch removes it)"
+				}
+				fmt.Fprintf(g.stdout, "    patch %s level %d: %s; applied %s, pause %d µs%s\n", p.ID, p.Level,
+					strings.Join(p.Functions, ", "), p.AppliedAt.Local().Format("2006-01-02 15:04:05"), p.PauseUS, state)
 			}
 		}
 		for _, p := range info.Orphans {

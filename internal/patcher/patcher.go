@@ -794,6 +794,20 @@ func Unpatch(pid int, id string, opt Options) (*Result, error) {
 		return res, err
 	}
 	defer s.close()
+	removed := PatchResult{ID: victim.hdr.ID, Level: victim.hdr.Level, BuildID: victim.hdr.BuildID,
+		Object: victim.hdr.Target, Status: StatusRemoved, Functions: victim.Functions(), Base: victim.hdr.Base}
+	if activeState(s.p, s.a, s.regions, victim) == stateInactive {
+		// Its jumps were never written in this process: only the
+		// region is left to remove, and no thread can be in it.
+		s.mapped = [][2]uint64{{victim.hdr.Base, victim.hdr.Size}}
+		if err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) }); err != nil {
+			return res, err
+		}
+		s.noteThreadStop()
+		res.ThreadStopUS = s.threadStop.Microseconds()
+		res.Patches = append(res.Patches, removed)
+		return res, nil
+	}
 	var writes []jumpWrite
 	for _, f := range victim.hdr.Funcs {
 		if f.RangeOnly {
@@ -834,8 +848,7 @@ func Unpatch(pid int, id string, opt Options) (*Result, error) {
 	}
 	s.noteThreadStop()
 	res.ThreadStopUS = s.threadStop.Microseconds()
-	res.Patches = append(res.Patches, PatchResult{ID: victim.hdr.ID, Level: victim.hdr.Level, BuildID: victim.hdr.BuildID,
-		Object: victim.hdr.Target, Status: StatusRemoved, Functions: victim.Functions(), Base: victim.hdr.Base})
+	res.Patches = append(res.Patches, removed)
 	return res, nil
 }
 
@@ -856,6 +869,9 @@ type PatchInfo struct {
 	PauseUS   int64     `json:"pause_us"`
 	Region    uint64    `json:"region"`
 	Size      uint64    `json:"size"`
+	// Active is false when the region is there but its jumps are not
+	// (a process forked while the patch was being applied).
+	Active bool `json:"active"`
 }
 
 // ProcessInfo is what info reports for one process.
@@ -880,12 +896,16 @@ func Info(pid int) (*ProcessInfo, error) {
 	}
 	comm, _ := proc.Comm(pid)
 	pi := &ProcessInfo{Pid: pid, Command: comm}
+	a, err := arch.ForMachine(p.Objects[0].File.Machine)
+	if err != nil {
+		return nil, err
+	}
 	used := make([]bool, len(regions))
 	for _, o := range p.Objects {
 		oi := ObjectInfo{Path: o.Path, BuildID: hex.EncodeToString(o.File.BuildID), Base: o.Bias, Patches: []PatchInfo{}}
 		for i, r := range regions {
 			if r.hdr.BuildID == oi.BuildID && oi.BuildID != "" {
-				oi.Patches = append(oi.Patches, patchInfo(r))
+				oi.Patches = append(oi.Patches, patchInfo(p, a, regions, r))
 				used[i] = true
 			}
 		}
@@ -893,13 +913,65 @@ func Info(pid int) (*ProcessInfo, error) {
 	}
 	for i, r := range regions {
 		if !used[i] {
-			pi.Orphans = append(pi.Orphans, patchInfo(r))
+			pi.Orphans = append(pi.Orphans, patchInfo(p, a, regions, r))
 		}
 	}
 	return pi, nil
 }
 
-func patchInfo(r *Region) PatchInfo {
+func patchInfo(p *Process, a *arch.Arch, all []*Region, r *Region) PatchInfo {
 	return PatchInfo{ID: r.hdr.ID, Level: r.hdr.Level, Functions: r.Functions(), AppliedAt: r.AppliedAt(),
-		PauseUS: r.hdr.PauseUS, Region: r.hdr.Base, Size: r.hdr.Size}
+		PauseUS: r.hdr.PauseUS, Region: r.hdr.Base, Size: r.hdr.Size, Active: activeState(p, a, all, r) == stateActive}
+}
+
+type regionState int
+
+const (
+	stateActive   regionState = iota // every entry jumps to it, or to a patch stacked on it
+	stateInactive                    // every entry holds what it saved: its jumps were never written here
+	stateMixed
+)
+
+// activeState checks the entries a region redirects. A process forked
+// between the mapping of a region and the writing of its jumps inherits
+// the region but not the jumps: info must not call that patch applied.
+func activeState(p *Process, a *arch.Arch, all []*Region, r *Region) regionState {
+	active, inactive, n := 0, 0, 0
+	for _, f := range r.hdr.Funcs {
+		if f.RangeOnly {
+			continue
+		}
+		n++
+		cur := make([]byte, a.JumpSize)
+		if err := proc.ReadMem(p.MemPid, f.Old, cur); err != nil {
+			continue
+		}
+		if want, ok := a.EncodeJump(f.Old, f.New); ok && bytes.Equal(cur, want) || stackedOn(all, r, f.Old) {
+			active++
+		} else if bytes.Equal(cur, f.Saved) {
+			inactive++
+		}
+	}
+	switch {
+	case active == n:
+		return stateActive
+	case inactive == n:
+		return stateInactive
+	}
+	return stateMixed
+}
+
+// stackedOn reports whether a newer region redirects old on top of r.
+func stackedOn(all []*Region, r *Region, old uint64) bool {
+	for _, o := range all {
+		if o.hdr.Seq <= r.hdr.Seq {
+			continue
+		}
+		for _, f := range o.hdr.Funcs {
+			if f.Old == old && f.Prev == r.hdr.Base {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -748,3 +748,52 @@ int compute_hp(int x) { return helper(77) + x; }`, Replace: map[string]string{"c
 		t.Fatalf("the return address into outer was not found by unwinding (frame %d, scanned %v): %v", busy.Frame, busy.Scanned, err)
 	}
 }
+
+func TestInactiveRegionIsReportedAndRemoved(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	before := anonMaps(t, tg.Pid)
+	proc0, err := Inspect(tg.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sym, err := proc0.Objects[0].File.Lookup("compute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := proc0.Objects[0].Bias + sym.Value
+	orig := make([]byte, 5)
+	if err := proc.ReadMem(tg.Pid, entry, orig); err != nil {
+		t.Fatal(err)
+	}
+	p := patchertest.Build(t, patchertest.Spec{ID: "forked", Level: 1, Target: app,
+		Source: `int compute_hp(int x) { return x + 9; }`, Replace: map[string]string{"compute": "compute_hp"}})
+	res := apply(t, tg.Pid, p)
+	info, err := Info(tg.Pid)
+	if err != nil || !info.Objects[0].Patches[0].Active {
+		t.Fatalf("freshly applied patch not active: %+v %v", info, err)
+	}
+	// What a child forked between the mapping and the jumps looks like:
+	// the region without its jumps.
+	mem, err := proc.OpenMem(tg.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	if err := mem.WriteAt(orig, entry); err != nil {
+		t.Fatal(err)
+	}
+	info, err = Info(tg.Pid)
+	if err != nil || info.Objects[0].Patches[0].Active {
+		t.Fatalf("patch without its jumps reported active: %+v %v", info, err)
+	}
+	out := unpatch(t, tg.Pid, "")
+	if len(out.Patches) != 1 || out.Patches[0].Base != res.Patches[0].Base {
+		t.Fatalf("unpatch of the inactive region: %+v", out)
+	}
+	if after := anonMaps(t, tg.Pid); after != before {
+		t.Errorf("%d anonymous mappings before, %d after", before, after)
+	}
+	expectAll(t, tg, len(tg.Output()), 2, "compute=2 ")
+}
