@@ -1,0 +1,204 @@
+package patcher
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/ptrace"
+)
+
+// apply maps, fills and activates the planned regions.
+func (s *session) apply(plans []*plan, res *Result) error {
+	if s.mem == nil {
+		return fmt.Errorf("session not open")
+	}
+	if err := s.mapRegions(plans); err != nil {
+		return s.rollbackMapped(err)
+	}
+	if err := s.opt.hit("after-mmap"); err != nil {
+		return s.rollbackMapped(err)
+	}
+	now := time.Now().UTC()
+	for _, pl := range plans {
+		pl.hdr.AppliedAt = now.Format(time.RFC3339Nano)
+		if err := s.writeImage(pl); err != nil {
+			return s.rollbackMapped(err)
+		}
+	}
+	var danger []dangerRange
+	var writes []jumpWrite
+	var replaced []*Region
+	var extra []*linked
+	for _, pl := range plans {
+		for _, f := range pl.l.funcs {
+			danger = append(danger, dangerRange{start: f.Old, end: f.Old + f.OldSize, name: f.Name, entryOK: s.entrySafe(f)})
+		}
+		if r := pl.replaces; r != nil && r.hdr.TextEnd > r.hdr.TextStart {
+			danger = append(danger, dangerRange{start: r.hdr.TextStart, end: r.hdr.TextEnd, name: "the code of patch " + r.hdr.ID + " level " + fmt.Sprint(r.hdr.Level)})
+			replaced = append(replaced, r)
+		}
+		writes = append(writes, pl.jumps...)
+		extra = append(extra, pl.l)
+	}
+	hdrs := make([]*regionHeader, len(s.regions))
+	for i, r := range s.regions {
+		hdrs[i] = r.hdr
+	}
+	chk, err := newChecker(s.p, hdrs, extra, danger)
+	if err != nil {
+		return s.rollbackMapped(err)
+	}
+	defer chk.close()
+	pause, retries, err := s.pause(chk, writes, true)
+	res.Retries = retries
+	if err != nil {
+		return err
+	}
+	res.PauseUS = pause.Microseconds()
+	for _, pl := range plans {
+		pl.hdr.PauseUS = res.PauseUS
+		if err := s.writeHeader(pl.hdr, pl.l.headerSize); err != nil {
+			return err
+		}
+	}
+	if len(replaced) > 0 {
+		s.mapped = nil
+		for _, r := range replaced {
+			s.mapped = append(s.mapped, [2]uint64{r.hdr.Base, r.hdr.Size})
+		}
+		if err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) }); err != nil {
+			return fmt.Errorf("the new level is active, but removing the old one failed: %w", err)
+		}
+		s.noteThreadStop()
+	}
+	res.ThreadStopUS = s.threadStop.Microseconds()
+	return nil
+}
+
+// entrySafe reports whether a thread stopped at the first instruction of
+// f may be redirected: f gets a jump, and no branch inside f leads back to
+// its entry (a loop whose head is the entry).
+func (s *session) entrySafe(f regionFunc) bool {
+	if f.RangeOnly || f.OldSize > 1<<20 {
+		return false
+	}
+	code := make([]byte, f.OldSize)
+	if err := proc.ReadMem(s.p.MemPid, f.Old, code); err != nil {
+		return false
+	}
+	return !s.a.BranchesTo(code, f.Old, f.Old)
+}
+
+func (s *session) writeHeader(h *regionHeader, room uint64) error {
+	b, err := h.encode()
+	if err != nil {
+		return err
+	}
+	if uint64(len(b)) > room {
+		return fmt.Errorf("region header of patch %s is %d bytes, %d reserved", h.ID, len(b), room)
+	}
+	return s.mem.WriteAt(b, h.Base)
+}
+
+func (s *session) writeImage(pl *plan) error {
+	b, err := pl.hdr.encode()
+	if err != nil {
+		return err
+	}
+	if uint64(len(b)) > pl.l.headerSize {
+		return fmt.Errorf("region header of patch %s is %d bytes, %d reserved", pl.hdr.ID, len(b), pl.l.headerSize)
+	}
+	copy(pl.l.image, b)
+	// One write: the image is contiguous, and /proc/PID/mem writes the
+	// read-only and executable parts as well.
+	if err := s.mem.WriteAt(pl.l.image, pl.l.base); err != nil {
+		return fmt.Errorf("copy patch %s into pid %d: %w", pl.hdr.ID, s.p.Pid, err)
+	}
+	return nil
+}
+
+// pause stops every thread, checks that none is in a danger range
+// (retrying within the bounds), writes the jumps and resumes. With
+// rollbackRegions, a failure also unmaps the regions this operation
+// mapped, before any thread resumes. It returns the length of the
+// successful stop.
+func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) (time.Duration, int, error) {
+	var pause time.Duration
+	attempts := 0
+	deadline := time.Now().Add(s.opt.Timeout)
+	maxAttempts := s.opt.Retries + 1
+	// A garbage collection inside the stop would lengthen it; the few
+	// allocations of the check can wait.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	err := s.tr.Do(func(c *ptrace.Ctl) error {
+		restore := c.Realtime()
+		defer restore()
+		backoff := time.Millisecond
+		for {
+			attempts++
+			if err := c.StopAll(); err != nil {
+				return s.failInPause(c, err, nil, rollbackRegions)
+			}
+			busy, err := chk.check(c.Threads())
+			if err != nil {
+				return s.failInPause(c, err, nil, rollbackRegions)
+			}
+			if busy == nil {
+				break
+			}
+			busy.Attempts = attempts
+			if attempts >= maxAttempts || time.Now().Add(backoff).After(deadline) {
+				return s.failInPause(c, busy, nil, rollbackRegions)
+			}
+			if err := c.ResumeAll(); err != nil {
+				return s.failInPause(c, err, nil, rollbackRegions)
+			}
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 50*time.Millisecond)
+		}
+		var done []jumpWrite
+		for i, w := range writes {
+			if err := s.mem.WriteAt(w.new, w.addr); err != nil {
+				return s.failInPause(c, fmt.Errorf("write the jump at %s: %w", s.p.describe(w.addr), err), done, rollbackRegions)
+			}
+			done = append(done, w)
+			if i == 0 {
+				if err := s.opt.hit("after-first-jump"); err != nil {
+					return s.failInPause(c, err, done, rollbackRegions)
+				}
+			}
+		}
+		if err := c.DetachAll(); err != nil {
+			return err
+		}
+		pause = c.LastResume.Sub(c.FirstStop)
+		return nil
+	})
+	return pause, attempts - 1, err
+}
+
+// failInPause undoes the writes already made and, when asked, unmaps the
+// new regions, all before the threads resume.
+func (s *session) failInPause(c *ptrace.Ctl, cause error, done []jumpWrite, unmap bool) error {
+	var errs []error
+	for i := len(done) - 1; i >= 0; i-- {
+		if err := s.mem.WriteAt(done[i].old, done[i].addr); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", s.p.describe(done[i].addr), err))
+		}
+	}
+	if unmap {
+		if err := s.unmapAll(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.DetachAll(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w (rollback incomplete: %v)", cause, errors.Join(errs...))
+	}
+	return cause
+}
