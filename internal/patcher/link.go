@@ -237,10 +237,9 @@ func (r *resolver) link(p *patchfile.Patch, a *arch.Arch, secOff []uint64, stubO
 			l.ehAddr, l.ehSize = l.secAddr[i], s.Size
 		}
 	}
-	for si, off := range stubOff {
+	for _, off := range stubOff {
 		l.textStart = min(l.textStart, base+off)
 		l.textEnd = max(l.textEnd, base+off+uint64(a.FarJumpSize))
-		_ = si
 	}
 	if l.textEnd == 0 {
 		l.textStart = 0

@@ -189,7 +189,7 @@ func FromObject(path string, spec Spec) (*patchfile.Patch, error) {
 		p.Symbols = append(p.Symbols, patchfile.Symbol{Name: ".got+" + key, Kind: patchfile.SymPatch, Section: got, Value: off})
 		return idx
 	}
-	for i, s := range f.Sections {
+	for _, s := range f.Sections {
 		if s.Type != elf.SHT_RELA {
 			continue
 		}
@@ -201,7 +201,6 @@ func FromObject(path string, spec Spec) (*patchfile.Patch, error) {
 		if err != nil {
 			return nil, err
 		}
-		_ = i
 		for off := 0; off+24 <= len(data); off += 24 {
 			roff := binary.LittleEndian.Uint64(data[off:])
 			info := binary.LittleEndian.Uint64(data[off+8:])
