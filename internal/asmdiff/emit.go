@@ -457,6 +457,10 @@ func (e *emitter) symbolText(sp int32, mod string, i int32) (string, error) {
 		}
 		return ".Lhp" + s.name + modSuffix(mod), nil
 	}
+	if s.name == "_GLOBAL_OFFSET_TABLE_" {
+		return fail(ErrRelocation, "patch code cannot use the GOT base (_GLOBAL_OFFSET_TABLE_): build with "+
+			"the default small code model (no -mcmodel=large)")
+	}
 	var name string
 	// origGlobal: a global of the original object, which the patch
 	// reaches through a placeholder as the original code reaches it
