@@ -157,15 +157,15 @@ func Generate(original, patched []byte, opts Options) (out []byte, rep *Report, 
 	if err != nil {
 		return nil, nil, err
 	}
-	rep = d.report(res)
 	if res.empty() {
-		return original, rep, nil
+		return original, d.report(res), nil
 	}
 	out, err = d.emit(res, original)
 	if err != nil {
 		return nil, nil, err
 	}
-	return out, rep, nil
+	// After emit, which may warn about names it had to change.
+	return out, d.report(res), nil
 }
 
 // view looks at b as a string without copying it: inputs run to tens of

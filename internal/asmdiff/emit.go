@@ -39,7 +39,10 @@ type emitter struct {
 	cur       *fde
 	// curUnit is the patched unit being written, or -1.
 	curUnit int32
-	entries []tableEntry
+	// codeSinceCFI tells whether code was written since the last CFI
+	// label.
+	codeSinceCFI bool
+	entries      []tableEntry
 }
 
 type tableEntry struct {
@@ -300,6 +303,7 @@ func (e *emitter) cfi(i int32, def string) error {
 		}
 		l := e.label("cfi")
 		fmt.Fprintf(&e.text, "%s:\n", l)
+		e.codeSinceCFI = false
 		e.cur = &fde{start: l, lastLabel: l, cfaOffset: 8, simple: strings.TrimSpace(st.Args) == "simple",
 			startLine: int(st.Line)}
 		if e.cur.simple {
@@ -326,8 +330,12 @@ func (e *emitter) cfi(i int32, def string) error {
 	switch st.Name {
 	case ".cfi_personality", ".cfi_lsda", ".cfi_signal_frame":
 	default:
-		l = e.label("cfi")
-		fmt.Fprintf(&e.text, "%s:\n", l)
+		// Directives with no code between them apply at one place.
+		if e.codeSinceCFI || l == "" {
+			l = e.label("cfi")
+			fmt.Fprintf(&e.text, "%s:\n", l)
+			e.codeSinceCFI = false
+		}
 	}
 	if why := e.cfiDirective(e.cur, st, l); why != "" {
 		return e.unsupported(i, ErrConstruct, why)
@@ -392,6 +400,9 @@ func isIdent(c byte) bool {
 // rewritten.
 func (e *emitter) statement(b *strings.Builder, i int32) error {
 	st := &e.p.f.Stmts[i]
+	if b == &e.text {
+		e.codeSinceCFI = true
+	}
 	b.WriteByte('\t')
 	b.WriteString(st.Name)
 	if st.Args == "" {
