@@ -430,7 +430,46 @@ func (x *extractor) classifyPlaceholder(s elf.Symbol) (uint32, uint32, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	if sym.Kind == patchfile.SymExternalTLS {
+		// A file-local TLS variable (static __thread, reached through
+		// the local-dynamic model) has no name another object could
+		// resolve: it lives in the target.
+		local, n := x.localTLS(target)
+		switch {
+		case n == 1:
+			if sym, err = x.definedSymbol(local); err != nil {
+				return 0, 0, err
+			}
+		case n > 1 && rtype == tls.dtpmod:
+			// Which of the same-named statics does not matter for the
+			// module id: the null symbol stands for the target's.
+			return rtype, 0, nil
+		case n > 1:
+			return 0, 0, fmt.Errorf("%d file-local thread-local variables are named %s; cannot tell which one the patch means", n, target)
+		}
+	}
 	return rtype, x.addSymbol(sym), nil
+}
+
+// localTLS finds the file-local thread-local variables named name defined
+// in the target, and returns one of them and how many there are.
+func (x *extractor) localTLS(name string) (elf.Symbol, int) {
+	var found elf.Symbol
+	n := 0
+	for _, s := range x.syms {
+		if elf.ST_BIND(s.Info) != elf.STB_LOCAL || elf.ST_TYPE(s.Info) != elf.STT_TLS || s.Name != name {
+			continue
+		}
+		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE {
+			continue
+		}
+		if _, inPatch := x.secIndex[int(s.Section)]; inPatch {
+			continue
+		}
+		found = s
+		n++
+	}
+	return found, n
 }
 
 // resolve finds what a placeholder's symbol S stands for, in the order of
