@@ -151,6 +151,7 @@ running Linux processes without restarting them.
 		newInfoCommand(g),
 		newInspectCommand(g),
 		newVersionCommand(g),
+		newDemoCommand(g),
 	)
 	return root
 }
