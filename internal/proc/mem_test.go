@@ -192,3 +192,23 @@ func TestLastCPUOfSelf(t *testing.T) {
 		t.Fatalf("last CPU of self: %d %v", cpu, err)
 	}
 }
+
+func TestParseStatThreads(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := ParseStatThreads(b)
+	st, _ := ReadStatus(os.Getpid())
+	if err != nil || n < 1 || n > st.Threads+64 {
+		t.Fatalf("num_threads %d (%v), status says %d", n, err, st.Threads)
+	}
+	// A command name with spaces and parentheses does not shift fields.
+	odd := []byte("42 (a (b) c) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 7 0 1 2 3")
+	if n, err := ParseStatThreads(odd); err != nil || n != 7 {
+		t.Fatalf("odd command name: %d %v", n, err)
+	}
+	if _, err := ParseStatThreads([]byte("42 (x) S 1")); err == nil {
+		t.Fatal("short stat accepted")
+	}
+}

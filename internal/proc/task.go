@@ -202,3 +202,21 @@ func LastCPU(pid, tid int) (int, error) {
 	}
 	return cpu, nil
 }
+
+// ParseStatThreads returns num_threads (field 20) of a /proc/PID/stat text.
+func ParseStatThreads(b []byte) (int, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, &FormatError{File: "stat", Line: 1, Text: string(b), Msg: "no command name"}
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	const numThreads = 20 - 3
+	if len(fields) <= numThreads {
+		return 0, &FormatError{File: "stat", Line: 1, Text: string(b), Msg: "fewer than 20 fields"}
+	}
+	n, err := strconv.Atoi(fields[numThreads])
+	if err != nil {
+		return 0, &FormatError{File: "stat", Line: 1, Text: string(b), Msg: "bad num_threads field"}
+	}
+	return n, nil
+}

@@ -62,6 +62,7 @@ func (c *Ctl) Syscall(th *Thread, insn uint64, nr int, args ...uint64) (uint64, 
 }
 
 func (c *Ctl) stepOverSyscall(th *Thread, insn uint64) (uint64, error) {
+	insnLen := uint64(syscallInsnLen)
 	for attempt := 0; attempt < 16; attempt++ {
 		if err := unix.PtraceSingleStep(th.Tid); err != nil {
 			return 0, &Error{Op: "single-step", Pid: c.pid, Tid: th.Tid, Err: err}
@@ -87,17 +88,26 @@ func (c *Ctl) stepOverSyscall(th *Thread, insn uint64) (uint64, error) {
 		if err := unix.PtraceGetRegs(th.Tid, &r.raw); err != nil {
 			return 0, &Error{Op: "read registers of", Pid: c.pid, Tid: th.Tid, Err: err}
 		}
-		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0 && r.PC() != insn {
+		if ws.TrapCause() == unix.PTRACE_EVENT_CLONE {
+			if msg, err := unix.PtraceGetEventMsg(th.Tid); err == nil {
+				c.threads[int(msg)] = &Thread{Tid: int(msg)}
+			}
+		} else if sig := ws.StopSignal(); sig != unix.SIGTRAP && ws.TrapCause() <= 0 {
+			// A signal for the program: keep it for later.
+			th.pendingSig = sig
+		}
+		// Where the thread stopped says whether the call ran, whatever
+		// the kind of stop: a pending interrupt may be reported after
+		// the step instead of the step's own trap. Stepping again after
+		// the call would execute the target's next instruction with our
+		// registers.
+		switch r.PC() {
+		case insn + insnLen:
 			return r.syscallResult(), nil
-		}
-		if ws.TrapCause() == unix.PTRACE_EVENT_CLONE || ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+		case insn:
 			continue
-		}
-		if ws.StopSignal() != unix.SIGTRAP {
-			// A signal for the program: keep it for later and try
-			// the step again (the registers are unchanged).
-			th.pendingSig = ws.StopSignal()
-			continue
+		default:
+			return 0, fmt.Errorf("thread %d stopped at %#x, neither before nor after the system call at %#x", th.Tid, r.PC(), insn)
 		}
 	}
 	return 0, fmt.Errorf("thread %d did not complete the system call", th.Tid)
@@ -141,4 +151,78 @@ func readSysctl(path string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// RunCode runs code at addr on the stopped thread th until it traps, and
+// returns the registers at the trap; every register is restored
+// afterwards, as for Syscall. The code must end in a trap on every path
+// (arch.EncodeSyscalls writes such code).
+func (c *Ctl) RunCode(th *Thread, addr uint64) (Regs, error) {
+	if !th.Stopped {
+		return Regs{}, fmt.Errorf("run code in thread %d of pid %d: thread is not stopped", th.Tid, c.pid)
+	}
+	saved := th.Regs
+	work := saved
+	work.setPC(addr)
+	if err := c.SetRegs(th, &work); err != nil {
+		return Regs{}, err
+	}
+	at, runErr := c.contUntilTrap(th)
+	if err := c.SetRegs(th, &saved); err != nil && runErr == nil {
+		runErr = err
+	}
+	th.Regs = saved
+	if runErr != nil {
+		return Regs{}, fmt.Errorf("run code at %#x in thread %d of pid %d: %w", addr, th.Tid, c.pid, runErr)
+	}
+	return at, nil
+}
+
+func (c *Ctl) contUntilTrap(th *Thread) (Regs, error) {
+	for attempt := 0; attempt < 16; attempt++ {
+		if err := unix.PtraceCont(th.Tid, 0); err != nil {
+			return Regs{}, &Error{Op: "resume", Pid: c.pid, Tid: th.Tid, Err: err}
+		}
+		th.Stopped = false
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(th.Tid, &ws, unix.WALL, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return Regs{}, &Error{Op: "wait for", Pid: c.pid, Tid: th.Tid, Err: err}
+			}
+			break
+		}
+		if ws.Exited() || ws.Signaled() {
+			delete(c.threads, th.Tid)
+			return Regs{}, fmt.Errorf("thread %d exited while running injected code: %w", th.Tid, proc.ErrNoProcess)
+		}
+		th.Stopped = true
+		var r Regs
+		if err := unix.PtraceGetRegs(th.Tid, &r.raw); err != nil {
+			return Regs{}, &Error{Op: "read registers of", Pid: c.pid, Tid: th.Tid, Err: err}
+		}
+		switch {
+		case ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0:
+			return r, nil
+		case ws.TrapCause() > 0:
+			// A clone or interrupt event: not our trap; go on.
+			if ws.TrapCause() == unix.PTRACE_EVENT_CLONE {
+				if msg, err := unix.PtraceGetEventMsg(th.Tid); err == nil {
+					c.threads[int(msg)] = &Thread{Tid: int(msg)}
+				}
+			}
+			// Resuming from an event stop continues where the code was.
+			if err := c.SetRegs(th, &r); err != nil {
+				return Regs{}, err
+			}
+		default:
+			// A signal for the program arrived: keep it for later and
+			// let the code go on from where it was.
+			th.pendingSig = ws.StopSignal()
+		}
+	}
+	return Regs{}, fmt.Errorf("thread %d did not reach the end of the injected code", th.Tid)
 }

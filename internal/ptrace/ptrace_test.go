@@ -55,7 +55,8 @@ func TestStopAllCatchesThreadsCreatedMeanwhile(t *testing.T) {
 			for _, tid := range tids {
 				th, ok := c.Thread(tid)
 				if !ok {
-					return fmt.Errorf("round %d: thread %d is not traced", round, tid)
+					st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", target.Pid, tid))
+					return fmt.Errorf("round %d: thread %d is not traced (tracer thread %d); its status:\n%s", round, tid, c.osTid, st)
 				}
 				if !th.Stopped || threadState(target.Pid, tid) != 't' {
 					return fmt.Errorf("round %d: thread %d runs (state %c)", round, tid, threadState(target.Pid, tid))

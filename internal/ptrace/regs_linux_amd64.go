@@ -103,3 +103,16 @@ func (r *Regs) rewindSyscall() {
 	r.raw.Rip -= 2
 	r.raw.Rax = r.raw.Orig_rax
 }
+
+// setPC points the thread at code to run, with orig_rax -1 so that the
+// restart logic of an interrupted system call leaves it alone.
+func (r *Regs) setPC(pc uint64) {
+	r.raw.Rip = pc
+	r.raw.Orig_rax = ^uint64(0)
+}
+
+// Result is the register that holds a system call's result (rax).
+func (r *Regs) Result() uint64 { return r.raw.Rax }
+
+// syscallInsnLen is the length of the syscall instruction (0f 05).
+const syscallInsnLen = 2

@@ -17,6 +17,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -81,7 +82,7 @@ type Tracer struct {
 // New starts the tracer goroutine for pid. No thread is traced yet.
 func New(pid int) *Tracer {
 	t := &Tracer{pid: pid, reqs: make(chan func()), quit: make(chan struct{})}
-	t.ctl = &Ctl{pid: pid, threads: map[int]*Thread{}}
+	t.ctl = &Ctl{pid: pid, threads: map[int]*Thread{}, ignored: map[int]bool{}}
 	ready := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
@@ -130,7 +131,15 @@ func (t *Tracer) Do(f func(c *Ctl) error) error {
 func (t *Tracer) Close() error {
 	var err error
 	t.once.Do(func() {
-		err = t.Do(func(c *Ctl) error { return c.DetachAll() })
+		err = t.Do(func(c *Ctl) error {
+			if c.taskDir != nil {
+				c.taskDir.Close()
+			}
+			if c.statFile != nil {
+				c.statFile.Close()
+			}
+			return c.DetachAll()
+		})
 		close(t.quit)
 	})
 	return err
@@ -153,6 +162,10 @@ type Ctl struct {
 	pid     int
 	osTid   int
 	threads map[int]*Thread
+	// ignored are threads that cannot be seized and need not be: zombies.
+	ignored  map[int]bool
+	taskDir  *os.File
+	statFile *os.File
 	// FirstStop is when the first thread of the current stop was
 	// interrupted; LastResume when the last one was resumed.
 	FirstStop, LastResume time.Time
@@ -204,13 +217,13 @@ func (c *Ctl) SeizeThread(tid int) error {
 // seizeNew seizes every thread of the process not yet traced and reports
 // how many it found. A thread that exits meanwhile is skipped.
 func (c *Ctl) seizeNew() (int, error) {
-	tids, err := proc.Threads(c.pid)
+	tids, err := c.listTasks()
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, tid := range tids {
-		if _, ok := c.threads[tid]; ok {
+		if _, ok := c.threads[tid]; ok || c.ignored[tid] {
 			continue
 		}
 		if err := c.seize(tid); err != nil {
@@ -218,6 +231,7 @@ func (c *Ctl) seizeNew() (int, error) {
 				continue
 			}
 			if errors.Is(err, unix.EPERM) && c.notOurs(tid) {
+				c.ignored[tid] = true
 				continue
 			}
 			return n, err
@@ -225,6 +239,67 @@ func (c *Ctl) seizeNew() (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// complete reports whether every thread the kernel counts in the process
+// is one we hold stopped or one we ignore (a zombie).
+func (c *Ctl) complete() (bool, error) {
+	if c.statFile == nil {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/stat", c.pid))
+		if err != nil {
+			return false, fmt.Errorf("count threads of pid %d: %w", c.pid, proc.ErrNoProcess)
+		}
+		c.statFile = f
+	}
+	var buf [1024]byte
+	n, err := c.statFile.ReadAt(buf[:], 0)
+	if n == 0 && err != nil {
+		return false, fmt.Errorf("count threads of pid %d: %w", c.pid, proc.ErrNoProcess)
+	}
+	count, err := proc.ParseStatThreads(buf[:n])
+	if err != nil {
+		return false, fmt.Errorf("count threads of pid %d: %w", c.pid, err)
+	}
+	have := len(c.threads)
+	for tid := range c.ignored {
+		if st, err := proc.ThreadState(c.pid, tid); err == nil && (st == 'Z' || st == 'X') {
+			have++
+		} else {
+			delete(c.ignored, tid)
+		}
+	}
+	return count <= have, nil
+}
+
+// listTasks lists the thread ids of the process through a directory kept
+// open: inside a stop, reading it again costs a few microseconds.
+func (c *Ctl) listTasks() ([]int, error) {
+	if c.taskDir == nil {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/task", c.pid))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("list threads of pid %d: process is gone: %w", c.pid, proc.ErrNoProcess)
+			}
+			return nil, fmt.Errorf("list threads of pid %d: %w", c.pid, err)
+		}
+		c.taskDir = f
+	} else if _, err := c.taskDir.Seek(0, 0); err != nil {
+		return nil, fmt.Errorf("list threads of pid %d: %w", c.pid, err)
+	}
+	names, err := c.taskDir.Readdirnames(-1)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			return nil, fmt.Errorf("list threads of pid %d: process is gone: %w", c.pid, proc.ErrNoProcess)
+		}
+		return nil, fmt.Errorf("list threads of pid %d: %w", c.pid, err)
+	}
+	tids := make([]int, 0, len(names))
+	for _, n := range names {
+		if tid, err := strconv.Atoi(n); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
 }
 
 // notOurs reports whether a thread that refused to be seized can be left
@@ -267,6 +342,7 @@ func (c *Ctl) StopAll() error {
 		return err
 	}
 	first := true
+	listings := 0
 	for {
 		var toWait []*Thread
 		for _, th := range c.Threads() {
@@ -288,11 +364,32 @@ func (c *Ctl) StopAll() error {
 			toWait = append(toWait, th)
 		}
 		if len(toWait) == 0 {
-			// SeizeAll listed the threads until no new one appeared, so
-			// every thread existing now is seized or was created by a
-			// seized one, whose clone event added it: no listing of
-			// /proc is needed inside the stop.
-			break
+			// Every known thread is stopped, so no clone can be under
+			// way: a thread that one of them created while it was being
+			// seized (too early to be traced, too late to be listed) is
+			// visible now. Seize and stop it too.
+			n, err := c.seizeNew()
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				continue
+			}
+			// A listing of /proc/PID/task can skip a thread when another
+			// exits during the read, which only threads we have not
+			// seized can do. The kernel's count of threads says whether
+			// any is left.
+			known, err := c.complete()
+			if err != nil {
+				return err
+			}
+			if known {
+				break
+			}
+			if listings++; listings > 1000 {
+				return fmt.Errorf("stop pid %d: its threads keep changing faster than they can be seized", c.pid)
+			}
+			continue
 		}
 		for _, th := range toWait {
 			if err := c.waitStopped(th); err != nil {
@@ -483,13 +580,16 @@ func (c *Ctl) Realtime() (restore func()) {
 	return func() { _ = unix.SchedSetAttr(0, old, 0) }
 }
 
-// BesideThread runs the tracer thread on the CPU where th last ran, and
-// returns a function that restores its affinity. Each injected system
-// call is a round trip between tracer and tracee; on one CPU that is a
-// local context switch instead of a cross-CPU wake-up, which on virtual
-// machines costs tens of microseconds each way.
-func (c *Ctl) BesideThread(th *Thread) (restore func()) {
-	cpu, err := proc.LastCPU(c.pid, th.Tid)
+// BesideThread runs the tracer thread on the CPU where thread tid last
+// ran, and returns a function that restores its affinity. Each injected
+// system call is a round trip between tracer and tracee; on one CPU that
+// is a local context switch instead of a cross-CPU wake-up, which on
+// virtual machines costs tens of microseconds each way. Call it before
+// stopping the thread, so that the migration is not part of the stop, and
+// together with Realtime, so that the tracer does not queue behind the
+// threads that run on that CPU.
+func (c *Ctl) BesideThread(tid int) (restore func()) {
+	cpu, err := proc.LastCPU(c.pid, tid)
 	if err != nil {
 		return func() {}
 	}
