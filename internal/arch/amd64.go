@@ -89,6 +89,27 @@ var AMD64 = &Arch{
 		}
 		return false
 	},
+	EncodeSyscalls: func(calls []SyscallCall) ([]byte, []int) {
+		// movabs $imm64 into rdi, rsi, rdx, r10, r8, r9: the system call
+		// argument registers in order.
+		argOps := [][2]byte{{0x48, 0xbf}, {0x48, 0xbe}, {0x48, 0xba}, {0x49, 0xba}, {0x49, 0xb8}, {0x49, 0xb9}}
+		var code []byte
+		var stops []int
+		for _, c := range calls {
+			code = append(code, 0xb8) // mov $nr, %eax
+			code = binary.LittleEndian.AppendUint32(code, uint32(c.Nr))
+			for i, a := range c.Args {
+				code = append(code, argOps[i][0], argOps[i][1])
+				code = binary.LittleEndian.AppendUint64(code, a)
+			}
+			code = append(code, 0x0f, 0x05)                         // syscall
+			code = append(code, 0x48, 0x85, 0xc0, 0x74, 0x01, 0xcc) // test %rax,%rax; je +1; int3
+			stops = append(stops, len(code))
+		}
+		code = append(code, 0xcc) // int3
+		stops[len(stops)-1] = len(code)
+		return code, stops
+	},
 	DWARFPC:             16,
 	DWARFSP:             7,
 	DWARFFP:             6,

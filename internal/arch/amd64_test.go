@@ -187,3 +187,32 @@ func TestAMD64BranchesTo(t *testing.T) {
 		t.Error("undecodable code must count as branching")
 	}
 }
+
+func TestAMD64EncodeSyscalls(t *testing.T) {
+	code, stops := AMD64.EncodeSyscalls([]SyscallCall{
+		{Nr: 10, Args: []uint64{0x7f0000000000, 0x1000, 1}},
+		{Nr: 157, Args: []uint64{1, 2, 3, 4, 5}},
+	})
+	var ops []string
+	for off := 0; off < len(code); {
+		inst, err := x86asm.Decode(code[off:], 64)
+		if err != nil {
+			t.Fatalf("undecodable at %d: % x", off, code[off:])
+		}
+		ops = append(ops, inst.String())
+		off += inst.Len
+	}
+	want := []string{
+		"MOV EAX, 0xa", "MOV RDI, 0x7f0000000000", "MOV RSI, 0x1000", "MOV RDX, 0x1", "SYSCALL",
+		"TEST RAX, RAX", "JE .+1", "INT 0x3",
+		"MOV EAX, 0x9d", "MOV RDI, 0x1", "MOV RSI, 0x2", "MOV RDX, 0x3", "MOV R10, 0x4", "MOV R8, 0x5", "SYSCALL",
+		"TEST RAX, RAX", "JE .+1", "INT 0x3", "INT 0x3",
+	}
+	if strings.Join(ops, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("sequence decodes as\n%s\nwant\n%s", strings.Join(ops, "; "), strings.Join(want, "; "))
+	}
+	// The first call's failure traps at its own int3; success at the end.
+	if len(stops) != 2 || code[stops[0]-1] != 0xcc || stops[1] != len(code) {
+		t.Fatalf("stops %v in %d bytes", stops, len(code))
+	}
+}

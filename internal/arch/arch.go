@@ -64,6 +64,12 @@ type Syscalls struct {
 	Mmap, Munmap, Mprotect, Prctl int
 }
 
+// SyscallCall is one system call of a sequence run in the target.
+type SyscallCall struct {
+	Nr   int
+	Args []uint64
+}
+
 // Arch is one architecture's table.
 type Arch struct {
 	Name    string
@@ -109,6 +115,14 @@ type Arch struct {
 	// redirect: it may be mid-loop with its arguments already changed.
 	// Undecodable code counts as branching there.
 	BranchesTo func(code []byte, addr, target uint64) bool
+	// EncodeSyscalls returns code that makes each call in turn and traps
+	// after the last one, or right after the first call that returns a
+	// non-zero value, with that value in the result register. stops[i] is
+	// the offset, from the start of the code, of the address the trap
+	// after call i leaves the program counter at; it is stops[len-1] on
+	// success. Running a sequence costs one round trip between tracer and
+	// tracee instead of one per call.
+	EncodeSyscalls func(calls []SyscallCall) (code []byte, stops []int)
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.

@@ -3,9 +3,11 @@ package patcher
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 	"unsafe"
 
+	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/ptrace"
 	"golang.org/x/sys/unix"
@@ -40,19 +42,27 @@ const (
 )
 
 // mapRegions maps every planned region with a single thread stopped, sets
-// the protections of its parts, and names it where the kernel can.
+// the protections of its parts, and names it where the kernel can. Each
+// region is mapped read+execute by an injected mmap; then one sequence of
+// calls, written into the first region's text and run in one go, sets the
+// header, rodata and data parts to their final protections. Every round
+// trip to the stopped thread is a context switch or two, so one sequence
+// beats a system call at a time.
 func (s *session) mapRegions(plans []*plan) error {
 	defer s.noteThreadStop()
 	return s.tr.Do(func(c *ptrace.Ctl) error {
+		defer c.Realtime()()
+		defer c.BesideThread(s.p.MemPid)()
 		th, err := s.stopInjector(c)
 		if err != nil {
 			return err
 		}
 		defer c.Detach(th)
-		defer c.BesideThread(th)()
+		var calls []arch.SyscallCall
+		var what []string
 		for _, pl := range plans {
 			l := pl.l
-			addr, err := c.Syscall(th, s.insn, s.a.Sys.Mmap, l.base, l.size, protRead,
+			addr, err := c.Syscall(th, s.insn, s.a.Sys.Mmap, l.base, l.size, protRead|protExec,
 				unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
 			if err != nil {
 				return fmt.Errorf("map the region of patch %s at %#x in pid %d: %w", pl.hdr.ID, l.base, s.p.Pid, err)
@@ -65,18 +75,81 @@ func (s *session) mapRegions(plans []*plan) error {
 			}
 			s.mapped = append(s.mapped, [2]uint64{l.base, l.size})
 			for _, part := range l.parts {
-				if part.Prot == "r--" {
+				if part.Prot == "r-x" {
 					continue
 				}
-				if _, err := c.Syscall(th, s.insn, s.a.Sys.Mprotect, l.base+part.Off, part.Size, protOf(part.Prot)); err != nil {
-					return fmt.Errorf("protect the %s of patch %s in pid %d: %w", part.Name, pl.hdr.ID, s.p.Pid, err)
-				}
+				calls = append(calls, arch.SyscallCall{Nr: s.a.Sys.Mprotect, Args: []uint64{l.base + part.Off, part.Size, protOf(part.Prot)}})
+				what = append(what, fmt.Sprintf("protect the %s of patch %s", part.Name, pl.hdr.ID))
 			}
-			s.nameRegion(c, th, pl)
+			if nameAt, ok := s.writeRegionName(pl); ok {
+				calls = append(calls, arch.SyscallCall{Nr: s.a.Sys.Prctl, Args: []uint64{prSetVMA, prSetVMAAnonName, l.base, l.size, nameAt}})
+				what = append(what, "name the region of patch "+pl.hdr.ID)
+			}
 		}
-		return nil
+		return s.runSequence(c, th, plans, calls, what)
 	})
 }
+
+// runSequence runs calls on th, from code written into the text of the
+// first region that has one, or one call at a time without one.
+func (s *session) runSequence(c *ptrace.Ctl, th *ptrace.Thread, plans []*plan, calls []arch.SyscallCall, what []string) error {
+	if len(calls) == 0 {
+		return nil
+	}
+	var at uint64
+	for _, pl := range plans {
+		for _, part := range pl.l.parts {
+			if part.Prot == "r-x" && at == 0 {
+				at = pl.l.base + part.Off
+			}
+		}
+	}
+	code, stops := s.a.EncodeSyscalls(calls)
+	if at == 0 || s.a.EncodeSyscalls == nil {
+		for i, call := range calls {
+			if _, err := c.Syscall(th, s.insn, call.Nr, call.Args...); err != nil && !isNaming(what[i]) {
+				return fmt.Errorf("%s in pid %d: %w", what[i], s.p.Pid, err)
+			}
+		}
+		return nil
+	}
+	if err := s.mem.WriteAt(code, at); err != nil {
+		return fmt.Errorf("write the set-up code into pid %d: %w", s.p.Pid, err)
+	}
+	for {
+		regs, err := c.RunCode(th, at)
+		if err != nil {
+			return err
+		}
+		off := int(regs.PC() - at)
+		if off == stops[len(stops)-1] {
+			return nil
+		}
+		failed := -1
+		for i, stop := range stops {
+			if stop == off {
+				failed = i
+			}
+		}
+		if failed < 0 {
+			return fmt.Errorf("set-up code in pid %d stopped at an unexpected place (%#x)", s.p.Pid, regs.PC())
+		}
+		if !isNaming(what[failed]) {
+			return fmt.Errorf("%s in pid %d: %w", what[failed], s.p.Pid, &ptrace.SyscallError{Nr: calls[failed].Nr, Errno: unix.Errno(-int64(regs.Result()))})
+		}
+		// Naming is optional: run the rest.
+		calls, what = calls[failed+1:], what[failed+1:]
+		if len(calls) == 0 {
+			return nil
+		}
+		code, stops = s.a.EncodeSyscalls(calls)
+		if err := s.mem.WriteAt(code, at); err != nil {
+			return err
+		}
+	}
+}
+
+func isNaming(what string) bool { return strings.HasPrefix(what, "name ") }
 
 var anonNames struct {
 	sync.Once
@@ -105,7 +178,7 @@ func anonNamesSupported() bool {
 // or another one if the main thread has exited (pthread_exit leaves it a
 // zombie while the others run on).
 func (s *session) stopInjector(c *ptrace.Ctl) (*ptrace.Thread, error) {
-	th, err := c.StopOne(s.p.Pid)
+	th, err := c.StopOne(s.p.MemPid)
 	if err == nil {
 		return th, nil
 	}
@@ -114,7 +187,7 @@ func (s *session) stopInjector(c *ptrace.Ctl) (*ptrace.Thread, error) {
 		return nil, err
 	}
 	for _, tid := range tids {
-		if tid == s.p.Pid {
+		if tid == s.p.MemPid {
 			continue
 		}
 		if th, terr := c.StopOne(tid); terr == nil {
@@ -124,13 +197,14 @@ func (s *session) stopInjector(c *ptrace.Ctl) (*ptrace.Thread, error) {
 	return nil, err
 }
 
-// nameRegion labels the region "[anon:hotpatch ID]" in /proc/PID/maps
-// where the kernel supports it (CONFIG_ANON_VMA_NAME). The kernel copies
-// the name, so it is written into the header page, which the image
-// overwrites afterwards. Failure is harmless: discovery reads the header.
-func (s *session) nameRegion(c *ptrace.Ctl, th *ptrace.Thread, pl *plan) {
+// writeRegionName prepares the label "[anon:hotpatch ID]" that
+// /proc/PID/maps shows for the region where the kernel supports anonymous
+// names (CONFIG_ANON_VMA_NAME). The kernel copies the name, so it is
+// written into the header page, which the image overwrites afterwards.
+// Without kernel support, the header alone identifies a region.
+func (s *session) writeRegionName(pl *plan) (uint64, bool) {
 	if !anonNamesSupported() {
-		return
+		return 0, false
 	}
 	name := []byte("hotpatch ")
 	for _, ch := range []byte(pl.hdr.ID) {
@@ -143,9 +217,9 @@ func (s *session) nameRegion(c *ptrace.Ctl, th *ptrace.Thread, pl *plan) {
 	name = append(name[:min(len(name), 79)], 0)
 	at := pl.l.base + pl.l.headerSize - 128
 	if err := s.mem.WriteAt(name, at); err != nil {
-		return
+		return 0, false
 	}
-	_, _ = c.Syscall(th, s.insn, s.a.Sys.Prctl, prSetVMA, prSetVMAAnonName, pl.l.base, pl.l.size, at)
+	return at, true
 }
 
 // unmapAll removes the regions this operation mapped, stopping one thread
@@ -163,13 +237,14 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 	}
 	detach := false
 	if th == nil {
+		defer c.Realtime()()
+		defer c.BesideThread(s.p.MemPid)()
 		var err error
 		if th, err = s.stopInjector(c); err != nil {
 			return err
 		}
 		detach = true
 	}
-	defer c.BesideThread(th)()
 	var firstErr error
 	for _, m := range s.mapped {
 		if _, err := c.Syscall(th, s.insn, s.a.Sys.Munmap, m[0], m[1]); err != nil && firstErr == nil {
