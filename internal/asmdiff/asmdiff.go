@@ -275,6 +275,9 @@ func (d *differ) diff() (*result, error) {
 					"address in the running program and cannot be separated: keep the alias as it was"}
 		}
 	}
+	if err := d.checkLostAliases(res); err != nil {
+		return nil, err
+	}
 	if err := d.checkInit(res); err != nil {
 		return nil, err
 	}
@@ -291,6 +294,35 @@ func (d *differ) variableError(so, sp int32, why string) error {
 		OriginalLine: o.line(o.defStmt(so)), PatchedLine: p.line(p.defStmt(sp)),
 		Reason: why,
 	}
+}
+
+// checkLostAliases handles aliases of ORIGINAL.s that PATCHED.s no longer
+// has (gcc's identical code folding, C++ constructor and destructor
+// variants). A local one is harmless: every reference to it is in this
+// file and has been compared. A global one shares its address with its
+// target, so code elsewhere that calls it would follow any redirection of
+// the target: when PATCHED.s defines the name as something of its own,
+// the two cannot be told apart any more, and the change is refused.
+func (d *differ) checkLostAliases(res *result) error {
+	o, p := d.o, d.p
+	for id := range o.syms {
+		so := int32(id)
+		s := &o.syms[so]
+		if classify(o, so) != classAlias || d.pr.o2p[so] >= 0 || !s.global() {
+			continue
+		}
+		ps := p.lookup(s.name)
+		if ps < 0 || !p.syms[ps].defined() {
+			res.warnings = append(res.warnings, "alias "+s.name+" is no longer in "+p.name+
+				"; it keeps the address of "+s.aliasExpr+" in running processes")
+			continue
+		}
+		return &UnsupportedError{File: o.name, Line: o.line(s.alias), Text: o.text(s.alias), Err: ErrAliasChanged,
+			Reason: s.name + " is an alias of " + s.aliasExpr + " in the original but a definition of its own in " +
+				p.name + "; code elsewhere reaches it at " + s.aliasExpr + "'s address, which cannot be redirected " +
+				"for one and not the other: keep the two identical, or build both stages with -fno-ipa-icf"}
+	}
+	return nil
 }
 
 // checkInit refuses new variables that changed or new static initialisers
@@ -507,6 +539,11 @@ func (d *differ) report(res *result) *Report {
 	origFamilies := map[string]bool{}
 	for _, u := range o.units {
 		origFamilies[u.family] = true
+	}
+	for id := range o.syms {
+		if classify(o, int32(id)) == classAlias {
+			origFamilies[familyOf(o.syms[id].name)] = true
+		}
 	}
 	type fam struct {
 		changed bool

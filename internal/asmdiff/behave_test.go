@@ -60,7 +60,7 @@ func TestPatchedProgramBehaves(t *testing.T) {
 					extra = append(extra, asmtest.Assemble(t, asmtest.CompileFile(t, driver, fs.Flags)))
 				}
 				hot := linkProgram(t, cxx, fs, allocatePatch(t, r.out), extra)
-				applyTable(t, hot, r.rep)
+				applyTable(t, hot, r.out)
 				want := runProgram(t, linkProgram(t, cxx, fs, r.patch, extra), string(input))
 				before := runProgram(t, linkProgram(t, cxx, fs, r.orig, extra), string(input))
 				got := runProgram(t, hot, string(input))
@@ -136,9 +136,10 @@ func linkProgram(t *testing.T, cxx bool, fs asmtest.FlagSet, s []byte, objs []st
 	return bin
 }
 
-// applyTable writes "jmp F.hotpatch" over the entry of every replaced
-// function F in the executable file.
-func applyTable(t *testing.T, bin string, rep *Report) {
+// applyTable writes "jmp NEW" over the entry of every function of the
+// function table (.hotpatch.funcs, read from the assembly) in the
+// executable file. Range-only entries get no jump.
+func applyTable(t *testing.T, bin string, out []byte) {
 	t.Helper()
 	f := openELF(t, bin)
 	syms, err := f.Symbols()
@@ -153,21 +154,15 @@ func applyTable(t *testing.T, bin string, rep *Report) {
 	}
 	type jump struct{ from, to uint64 }
 	var jumps []jump
-	for _, fn := range rep.Functions {
-		if fn.Status != StatusChanged {
+	for _, e := range functionTable(t, out) {
+		if e.flags != 0 {
 			continue
 		}
-		symbols := fn.Symbols
-		if len(symbols) == 0 {
-			symbols = []string{fn.Name}
+		old, new := addr[e.old], addr[e.new]
+		if len(old) != 1 || len(new) != 1 {
+			t.Fatalf("%s: %d old and %d new definitions in the executable", e.old, len(old), len(new))
 		}
-		for _, name := range symbols {
-			old, new := addr[name], addr[name+".hotpatch"]
-			if len(old) != 1 || len(new) != 1 {
-				t.Fatalf("%s: %d old and %d new definitions in the executable", name, len(old), len(new))
-			}
-			jumps = append(jumps, jump{old[0], new[0]})
-		}
+		jumps = append(jumps, jump{old[0], new[0]})
 	}
 	if len(jumps) == 0 {
 		t.Fatal("nothing to redirect")
@@ -188,6 +183,34 @@ func applyTable(t *testing.T, bin string, rep *Report) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// functionTable reads the entries of .hotpatch.funcs from the augmented
+// assembly: four .quad lines each.
+func functionTable(t *testing.T, out []byte) []tableEntry {
+	t.Helper()
+	s := string(out)
+	i := strings.Index(s, "\t.section\t.hotpatch.funcs,")
+	if i < 0 {
+		return nil
+	}
+	var quads []string
+	for _, line := range strings.Split(s[i:], "\n")[1:] {
+		if strings.HasPrefix(line, "\t.section") {
+			break
+		}
+		if strings.HasPrefix(line, "\t.quad\t") {
+			quads = append(quads, strings.TrimPrefix(line, "\t.quad\t"))
+		}
+	}
+	if len(quads)%4 != 0 {
+		t.Fatalf("function table of %d words", len(quads))
+	}
+	var entries []tableEntry
+	for k := 0; k < len(quads); k += 4 {
+		entries = append(entries, tableEntry{old: quads[k], new: quads[k+1], flags: map[string]int{"0": 0, "1": 1}[quads[k+3]]})
+	}
+	return entries
 }
 
 func fileOffset(f *elf.File, vaddr uint64) (uint64, bool) {
