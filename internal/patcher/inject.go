@@ -51,9 +51,10 @@ const (
 func (s *session) mapRegions(plans []*plan) error {
 	defer s.noteThreadStop()
 	return s.tr.Do(func(c *ptrace.Ctl) error {
+		candidate := s.injectorCandidate()
 		defer c.Realtime()()
-		defer c.BesideThread(s.p.MemPid)()
-		th, err := s.stopInjector(c)
+		defer c.BesideThread(candidate)()
+		th, err := s.stopInjector(c, candidate)
 		if err != nil {
 			return err
 		}
@@ -174,11 +175,32 @@ func anonNamesSupported() bool {
 	return anonNames.ok
 }
 
-// stopInjector stops one thread to run system calls on: the main thread,
-// or another one if the main thread has exited (pthread_exit leaves it a
-// zombie while the others run on).
-func (s *session) stopInjector(c *ptrace.Ctl) (*ptrace.Thread, error) {
-	th, err := c.StopOne(s.p.MemPid)
+// injectorCandidate picks the thread to run system calls on. A thread
+// asleep in a blocking call is best: it is stopped at once and, having
+// slept, the scheduler runs it promptly at each round trip, where a thread
+// that spins on a busy CPU waits its turn behind the others every time.
+// The main thread is the fallback (unless it exited: pthread_exit leaves
+// it a zombie while the others run on).
+func (s *session) injectorCandidate() int {
+	tids, err := proc.Threads(s.p.Pid)
+	if err != nil {
+		return s.p.MemPid
+	}
+	for i, tid := range tids {
+		if i == 64 {
+			break
+		}
+		if st, err := proc.ThreadState(s.p.Pid, tid); err == nil && st == 'S' {
+			return tid
+		}
+	}
+	return s.p.MemPid
+}
+
+// stopInjector stops the injector candidate, or any thread that can be
+// stopped.
+func (s *session) stopInjector(c *ptrace.Ctl, candidate int) (*ptrace.Thread, error) {
+	th, err := c.StopOne(candidate)
 	if err == nil {
 		return th, nil
 	}
@@ -187,7 +209,7 @@ func (s *session) stopInjector(c *ptrace.Ctl) (*ptrace.Thread, error) {
 		return nil, err
 	}
 	for _, tid := range tids {
-		if tid == s.p.MemPid {
+		if tid == candidate {
 			continue
 		}
 		if th, terr := c.StopOne(tid); terr == nil {
@@ -237,10 +259,11 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 	}
 	detach := false
 	if th == nil {
+		candidate := s.injectorCandidate()
 		defer c.Realtime()()
-		defer c.BesideThread(s.p.MemPid)()
+		defer c.BesideThread(candidate)()
 		var err error
-		if th, err = s.stopInjector(c); err != nil {
+		if th, err = s.stopInjector(c, candidate); err != nil {
 			return err
 		}
 		detach = true
