@@ -15,6 +15,11 @@ func (s *session) apply(plans []*plan, res *Result) error {
 	if s.mem == nil {
 		return fmt.Errorf("session not open")
 	}
+	// Refuse before changing anything when the process cannot be
+	// stopped as a whole; the pause checks again.
+	if err := s.checkStoppable(); err != nil {
+		return err
+	}
 	if err := s.mapRegions(plans); err != nil {
 		return s.rollbackMapped(err)
 	}
@@ -126,6 +131,12 @@ func (s *session) writeImage(pl *plan) error {
 // mapped, before any thread resumes. It returns the length of the
 // successful stop.
 func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) (time.Duration, int, error) {
+	if err := s.checkStoppable(); err != nil {
+		if rollbackRegions {
+			return 0, 0, s.rollbackMapped(err)
+		}
+		return 0, 0, err
+	}
 	var pause time.Duration
 	attempts := 0
 	deadline := time.Now().Add(s.opt.Timeout)
@@ -178,6 +189,40 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 		return nil
 	})
 	return pause, attempts - 1, err
+}
+
+// ErrUnstoppable means a thread sleeps uninterruptibly and would hold every
+// other thread stopped until it wakes.
+var ErrUnstoppable = errors.New("a thread is in uninterruptible sleep")
+
+// checkStoppable refuses to stop a process while one of its threads is in
+// uninterruptible sleep (state D: a hung file system, a device): such a
+// thread enters the ptrace stop only when it wakes, and all the others
+// would wait stopped until then. A short D (disk I/O) passes: the check
+// waits a little for it.
+func (s *session) checkStoppable() error {
+	deadline := time.Now().Add(min(max(s.opt.Timeout, 100*time.Millisecond), time.Second))
+	for {
+		tids, err := proc.Threads(s.p.Pid)
+		if err != nil {
+			return err
+		}
+		stuck := 0
+		for _, tid := range tids {
+			if st, err := proc.ThreadState(s.p.Pid, tid); err == nil && st == 'D' {
+				stuck = tid
+				break
+			}
+		}
+		if stuck == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("thread %d of pid %d: %w (state D, waiting on a device or a file system); every other thread would stay stopped until it wakes: retry later",
+				stuck, s.p.Pid, ErrUnstoppable)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // failInPause undoes the writes already made and, when asked, unmaps the

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -796,4 +797,53 @@ func TestInactiveRegionIsReportedAndRemoved(t *testing.T) {
 		t.Errorf("%d anonymous mappings before, %d after", before, after)
 	}
 	expectAll(t, tg, len(tg.Output()), 2, "compute=2 ")
+}
+
+func TestThreadInUninterruptibleSleepIsRefused(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/vforker", Flags: []string{"-O2", "-pthread"}})
+	tg := ptracetest.Start(t, exe)
+	tg.WaitFor(t, 0, "ready\n", 10*time.Second)
+	tg.WaitFor(t, 0, "child ", 10*time.Second)
+	var child int
+	for _, line := range strings.Split(tg.Output(), "\n") {
+		if _, err := fmt.Sscanf(line, "child %d", &child); err == nil {
+			break
+		}
+	}
+	if child <= 0 {
+		t.Fatalf("no child pid in:\n%s", tg.Output())
+	}
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	before := anonMaps(t, tg.Pid)
+	p := patchertest.Build(t, patchertest.Spec{ID: "dstate", Level: 1, Target: exe,
+		Source: `int value_hp(void) { return 2; }`, Replace: map[string]string{"value": "value_hp"}})
+	start := time.Now()
+	_, err := Apply(tg.Pid, []*patchfile.Patch{p}, Options{Retries: 3, Timeout: 500 * time.Millisecond})
+	if !errors.Is(err, ErrUnstoppable) || !strings.Contains(err.Error(), "state D") {
+		t.Fatalf("patch with a thread in vfork: %v", err)
+	}
+	if time.Since(start) > 30*time.Second {
+		t.Errorf("refusal took %v", time.Since(start))
+	}
+	if after := anonMaps(t, tg.Pid); after != before {
+		t.Errorf("%d anonymous mappings before, %d after", before, after)
+	}
+	off := len(tg.Output())
+	tg.WaitFor(t, off, "value=1", 5*time.Second)
+	// Once the child is gone the process can be patched.
+	_ = syscall.Kill(child, syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err = Apply(tg.Pid, []*patchfile.Patch{p}, testOpts)
+		if err == nil || !errors.Is(err, ErrUnstoppable) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("patch after the vfork child exited: %v", err)
+	}
+	tg.WaitFor(t, len(tg.Output()), "value=2", 5*time.Second)
 }
