@@ -601,6 +601,11 @@ func (x *extractor) collectFuncs() error {
 			}
 		}
 	}
+	// An inline or template function lives in a COMDAT group in every
+	// translation unit that uses it, and the link keeps one copy; each
+	// unit that changed it brings its own replacement and table entry.
+	// The replacements are the same code, so the first one serves.
+	replaced := map[uint64]bool{}
 	for n := 0; n < len(data)/funcEntry; n++ {
 		base := uint64(n * funcEntry)
 		fail := func(format string, args ...any) error {
@@ -629,6 +634,10 @@ func (x *extractor) collectFuncs() error {
 		if !ok {
 			return fail("no function %s at %#x in the link", name, oldAddr)
 		}
+		if replaced[oldAddr] {
+			continue
+		}
+		replaced[oldAddr] = true
 		newSym, err := x.symbolAt(newR)
 		if err != nil {
 			return fail("new entry of %s: %v", name, err)
