@@ -33,6 +33,9 @@ func (s *session) apply(plans []*plan, res *Result) error {
 			return s.rollbackMapped(err)
 		}
 	}
+	if err := s.registerFrames(plans); err != nil {
+		return s.rollbackMapped(err)
+	}
 	var danger []dangerRange
 	var writes []jumpWrite
 	var replaced []*Region
@@ -73,6 +76,7 @@ func (s *session) apply(plans []*plan, res *Result) error {
 		s.mapped = nil
 		for _, r := range replaced {
 			s.mapped = append(s.mapped, [2]uint64{r.hdr.Base, r.hdr.Size})
+			s.noteRegistered(r.hdr)
 		}
 		if err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) }); err != nil {
 			return fmt.Errorf("the new level is active, but removing the old one failed: %w", err)
@@ -138,6 +142,7 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 		return 0, 0, err
 	}
 	var pause time.Duration
+	committed := false
 	attempts := 0
 	deadline := time.Now().Add(s.opt.Timeout)
 	maxAttempts := s.opt.Retries + 1
@@ -151,21 +156,21 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 		for {
 			attempts++
 			if err := c.StopAll(); err != nil {
-				return s.failInPause(c, err, nil, rollbackRegions)
+				return s.failInPause(c, err, nil)
 			}
 			busy, err := chk.check(c.Threads())
 			if err != nil {
-				return s.failInPause(c, err, nil, rollbackRegions)
+				return s.failInPause(c, err, nil)
 			}
 			if busy == nil {
 				break
 			}
 			busy.Attempts = attempts
 			if attempts >= maxAttempts || time.Now().Add(backoff).After(deadline) {
-				return s.failInPause(c, busy, nil, rollbackRegions)
+				return s.failInPause(c, busy, nil)
 			}
 			if err := c.ResumeAll(); err != nil {
-				return s.failInPause(c, err, nil, rollbackRegions)
+				return s.failInPause(c, err, nil)
 			}
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 50*time.Millisecond)
@@ -173,21 +178,27 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 		var done []jumpWrite
 		for i, w := range writes {
 			if err := s.mem.WriteAt(w.new, w.addr); err != nil {
-				return s.failInPause(c, fmt.Errorf("write the jump at %s: %w", s.p.describe(w.addr), err), done, rollbackRegions)
+				return s.failInPause(c, fmt.Errorf("write the jump at %s: %w", s.p.describe(w.addr), err), done)
 			}
 			done = append(done, w)
 			if i == 0 {
 				if err := s.opt.hit("after-first-jump"); err != nil {
-					return s.failInPause(c, err, done, rollbackRegions)
+					return s.failInPause(c, err, done)
 				}
 			}
 		}
+		// The jumps are in: from here on, the new code may run, and no
+		// failure may remove it.
+		committed = true
 		if err := c.DetachAll(); err != nil {
 			return err
 		}
 		pause = c.LastResume.Sub(c.FirstStop)
 		return nil
 	})
+	if err != nil && rollbackRegions && !committed {
+		err = s.rollbackMapped(err)
+	}
 	return pause, attempts - 1, err
 }
 
@@ -225,18 +236,17 @@ func (s *session) checkStoppable() error {
 	}
 }
 
-// failInPause undoes the writes already made and, when asked, unmaps the
+// failInPause undoes the writes already made and resumes the threads.
+// The new regions are unmapped afterwards (pause does it): with the old
+// bytes back, no thread can reach them, and withdrawing their call frame
+// information takes a lock of the target's unwinder that a thread
+// stopped at a random place might hold.
 // new regions, all before the threads resume.
-func (s *session) failInPause(c *ptrace.Ctl, cause error, done []jumpWrite, unmap bool) error {
+func (s *session) failInPause(c *ptrace.Ctl, cause error, done []jumpWrite) error {
 	var errs []error
 	for i := len(done) - 1; i >= 0; i-- {
 		if err := s.mem.WriteAt(done[i].old, done[i].addr); err != nil {
 			errs = append(errs, fmt.Errorf("restore %s: %w", s.p.describe(done[i].addr), err))
-		}
-	}
-	if unmap {
-		if err := s.unmapAll(c); err != nil {
-			errs = append(errs, err)
 		}
 	}
 	if err := c.DetachAll(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/ptrace"
 	"golang.org/x/sys/unix"
@@ -270,6 +271,20 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 	}
 	var firstErr error
 	for _, m := range s.mapped {
+		// Call frame information registered from the region must be
+		// withdrawn before the region goes, or the next exception
+		// would read unmapped memory.
+		for i := 0; i < len(s.frames); i++ {
+			f := s.frames[i]
+			if f.eh < m[0] || f.eh >= m[0]+m[1] {
+				continue
+			}
+			if _, err := c.Call(th, f.dereg, f.trap, f.eh); err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("withdraw the call frame information of the region at %#x in pid %d: %w", m[0], s.p.Pid, err)
+			}
+			s.frames = append(s.frames[:i], s.frames[i+1:]...)
+			i--
+		}
 		if _, err := c.Syscall(th, s.insn, s.a.Sys.Munmap, m[0], m[1]); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("unmap the region at %#x in pid %d: %w", m[0], s.p.Pid, err)
 		}
@@ -281,6 +296,74 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 		}
 	}
 	return firstErr
+}
+
+// frameReg is call frame information of a region registered with the
+// target's unwinder (libgcc), so that C++ exceptions pass through patch
+// code.
+type frameReg struct {
+	eh, trap, dereg uint64
+}
+
+// frameFuncs finds libgcc's registration functions in the process; ok is
+// false when none is loaded (a C program: nothing throws through it).
+func (s *session) frameFuncs() (reg, dereg uint64, ok bool) {
+	r := &resolver{p: s.p, target: s.p.Objects[0]}
+	regSym := patchfile.Symbol{Name: "__register_frame_info", Kind: patchfile.SymExternal}
+	deregSym := patchfile.Symbol{Name: "__deregister_frame_info", Kind: patchfile.SymExternal}
+	reg, err1 := r.address(&regSym)
+	dereg, err2 := r.address(&deregSym)
+	return reg, dereg, err1 == nil && err2 == nil
+}
+
+// registerFrames registers the call frame information of the new regions
+// with the target's unwinder, with one thread stopped, before any jump
+// makes the patch code reachable. The frame object lives in the region,
+// so the registration allocates nothing.
+func (s *session) registerFrames(plans []*plan) error {
+	reg, dereg, ok := s.frameFuncs()
+	if !ok {
+		return nil
+	}
+	var todo []*plan
+	for _, pl := range plans {
+		if pl.l.ehSize > 0 && pl.l.frameObj != 0 {
+			todo = append(todo, pl)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	defer s.noteThreadStop()
+	return s.tr.Do(func(c *ptrace.Ctl) error {
+		candidate := s.injectorCandidate()
+		defer c.Realtime()()
+		defer c.BesideThread(candidate)()
+		th, err := s.stopInjector(c, candidate)
+		if err != nil {
+			return err
+		}
+		defer c.Detach(th)
+		for _, pl := range todo {
+			if _, err := c.Call(th, reg, pl.l.trapAddr, pl.l.ehAddr, pl.l.frameObj); err != nil {
+				return fmt.Errorf("register the call frame information of patch %s with the unwinder of pid %d: %w", pl.hdr.ID, s.p.Pid, err)
+			}
+			s.frames = append(s.frames, frameReg{eh: pl.l.ehAddr, trap: pl.l.trapAddr, dereg: dereg})
+			pl.hdr.EHRegistered = true
+		}
+		return nil
+	})
+}
+
+// noteRegistered records that a region found in the process registered
+// its call frame information, so that unmapping it withdraws it.
+func (s *session) noteRegistered(h *regionHeader) {
+	if !h.EHRegistered {
+		return
+	}
+	if _, dereg, ok := s.frameFuncs(); ok {
+		s.frames = append(s.frames, frameReg{eh: h.EHFrameAddr, trap: h.TrapAddr, dereg: dereg})
+	}
 }
 
 func (s *session) rollbackMapped(cause error) error {

@@ -39,7 +39,11 @@ type linked struct {
 	textEnd    uint64
 	ehAddr     uint64
 	ehSize     uint64
-	funcs      []regionFunc
+	// trapAddr holds traps that injected calls return to; frameObj is
+	// the storage for registering the call frame information.
+	trapAddr uint64
+	frameObj uint64
+	funcs    []regionFunc
 }
 
 // partOf says which part of the region a section goes to.
@@ -58,7 +62,15 @@ var partProts = []string{"r--", "r-x", "r--", "rw-"}
 
 // layout places the sections in the four parts of the region and returns
 // the offsets of sections and far-jump stubs relative to the region base.
-func layout(p *patchfile.Patch, a *arch.Arch, stubSyms []uint32) (secOff []uint64, stubOff map[uint32]uint64, parts []regionPart, headerSize uint64) {
+// frameObjectSize is room for libgcc's struct object, which
+// __register_frame_info fills in: the patch provides it so that the
+// registration does not call malloc in a stopped thread.
+const frameObjectSize = 128
+
+// layout also reserves, in the text part, a trap that calls injected into
+// the target return to, and, when the patch has call frame information, a
+// frame object in the data part.
+func layout(p *patchfile.Patch, a *arch.Arch, stubSyms []uint32) (secOff []uint64, stubOff map[uint32]uint64, parts []regionPart, headerSize, trapOff, frameObjOff uint64) {
 	// The header records names, saved bytes and addresses of every
 	// function; bound it generously so the rest can be laid out first.
 	hb := uint64(4096 + len(p.ID) + len(p.Target))
@@ -87,13 +99,29 @@ func layout(p *patchfile.Patch, a *arch.Arch, stubSyms []uint32) (secOff []uint6
 				stubOff[si] = off
 				off += uint64(a.FarJumpSize)
 			}
+			trapOff = off
+			off += 16
+		}
+		if part == 3 && hasEHFrame(p) {
+			off = alignUp(off, 16)
+			frameObjOff = off
+			off += frameObjectSize
 		}
 		off = alignUp(off, pageSize)
 		if off > start {
 			parts = append(parts, regionPart{Name: partNames[part], Off: start, Size: off - start, Prot: partProts[part]})
 		}
 	}
-	return secOff, stubOff, parts, headerSize
+	return secOff, stubOff, parts, headerSize, trapOff, frameObjOff
+}
+
+func hasEHFrame(p *patchfile.Patch) bool {
+	for i := range p.Sections {
+		if strings.HasSuffix(p.Sections[i].Name, "eh_frame") && p.Sections[i].Size > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // callStubCandidates lists external symbols reached by call relocations:
@@ -218,10 +246,16 @@ func chooseBase(maps []proc.Mapping, obj *Object, size uint64, below2G bool, tak
 }
 
 // link relocates p for the process at base.
-func (r *resolver) link(p *patchfile.Patch, a *arch.Arch, secOff []uint64, stubOff map[uint32]uint64, parts []regionPart, headerSize, base uint64) (*linked, error) {
+func (r *resolver) link(p *patchfile.Patch, a *arch.Arch, secOff []uint64, stubOff map[uint32]uint64, parts []regionPart, headerSize, trapOff, frameObjOff, base uint64) (*linked, error) {
 	size := parts[len(parts)-1].Off + parts[len(parts)-1].Size
 	l := &linked{patch: p, target: r.target, base: base, size: size, image: make([]byte, size),
-		headerSize: headerSize, parts: parts, secAddr: make([]uint64, len(p.Sections))}
+		headerSize: headerSize, parts: parts, secAddr: make([]uint64, len(p.Sections)), trapAddr: base + trapOff}
+	for i := uint64(0); i < 16; i += uint64(len(a.Trap)) {
+		copy(l.image[trapOff+i:], a.Trap)
+	}
+	if frameObjOff != 0 {
+		l.frameObj = base + frameObjOff
+	}
 	l.textStart, l.textEnd = ^uint64(0), 0
 	for i := range p.Sections {
 		s := &p.Sections[i]
@@ -263,6 +297,14 @@ func (r *resolver) link(p *patchfile.Patch, a *arch.Arch, secOff []uint64, stubO
 			v = l.secAddr[s.Section] + s.Value
 		case patchfile.SymTarget:
 			v = r.target.Bias + s.Value
+			if r.targetIFunc(s) {
+				// The value of an ifunc is its resolver: calls must go
+				// to the implementation the resolver chose.
+				var err error
+				if v, err = r.ifunc(s, r.target); err != nil {
+					return 0, err
+				}
+			}
 		case patchfile.SymExternal:
 			var err error
 			if v, err = r.address(s); err != nil {

@@ -108,6 +108,8 @@ type session struct {
 	regions []*Region
 	// mapped are regions this operation mapped, to unmap on failure.
 	mapped [][2]uint64
+	// frames are call frame registrations to withdraw before unmapping.
+	frames []frameReg
 	// threadStop is the longest single-thread stop so far.
 	threadStop time.Duration
 }

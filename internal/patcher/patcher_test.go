@@ -847,3 +847,39 @@ func TestThreadInUninterruptibleSleepIsRefused(t *testing.T) {
 	}
 	tg.WaitFor(t, len(tg.Output()), "value=2", 5*time.Second)
 }
+
+func TestCxxExceptionsThroughPatchCode(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/cxxapp", Flags: []string{"-O2"}})
+	tg := ptracetest.Start(t, exe)
+	tg.WaitFor(t, 0, "parse=-1", 10*time.Second)
+	before := anonMaps(t, tg.Pid)
+	// The exception is thrown and caught inside the patch code: the
+	// program's unwinder must find the patch's FDE and LSDA.
+	p := patchertest.Build(t, patchertest.Spec{ID: "throws", Level: 1, Target: exe, CXX: true, Flags: []string{"-fPIC"},
+		Source: `
+#include <stdexcept>
+extern "C" int parse_hp(const char *s) {
+	try {
+		if (!s[0])
+			throw std::invalid_argument("empty");
+		return 1;
+	} catch (const std::exception &) {
+		return -7;
+	}
+}`, Replace: map[string]string{"parse": "parse_hp"}})
+	for round := 0; round < 3; round++ {
+		apply(t, tg.Pid, p)
+		off := tg.WaitFor(t, len(tg.Output()), "parse=-7\n", 5*time.Second)
+		tg.WaitFor(t, off, "parse=-7\n", 5*time.Second)
+		unpatch(t, tg.Pid, "")
+		tg.WaitFor(t, len(tg.Output()), "parse=-1\n", 5*time.Second)
+	}
+	if strings.Contains(tg.Output(), "terminate") {
+		t.Fatalf("an exception escaped:\n%s", lastLines(tg.Output(), 5))
+	}
+	if after := anonMaps(t, tg.Pid); after != before {
+		t.Errorf("%d anonymous mappings before, %d after", before, after)
+	}
+}

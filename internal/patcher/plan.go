@@ -66,7 +66,7 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 		seq++
 		hdr := &regionHeader{ID: patch.ID, Level: patch.Level, BuildID: patch.BuildIDString(), Target: obj.Path,
 			Bias: obj.Bias, Base: l.base, Size: l.size, Seq: seq, Tool: version.Version, Parts: l.parts,
-			TextStart: l.textStart, TextEnd: l.textEnd, EHFrameAddr: l.ehAddr, EHFrameSize: l.ehSize}
+			TextStart: l.textStart, TextEnd: l.textEnd, EHFrameAddr: l.ehAddr, EHFrameSize: l.ehSize, TrapAddr: l.trapAddr}
 		pl := &plan{l: l, hdr: hdr, replaces: replaces}
 		covered := map[uint64]bool{}
 		for _, f := range l.funcs {
@@ -180,13 +180,13 @@ func (s *session) checkRoom(obj *Object, f regionFunc) error {
 func (s *session) link(patch *patchfile.Patch, obj *Object, taken [][2]uint64) (*linked, error) {
 	r := &resolver{p: s.p, target: obj}
 	stubs := callStubCandidates(patch, s.a)
-	secOff, stubOff, parts, hsize := layout(patch, s.a, stubs)
+	secOff, stubOff, parts, hsize, trapOff, frameObjOff := layout(patch, s.a, stubs)
 	size := parts[len(parts)-1].Off + parts[len(parts)-1].Size
 	base, err := chooseBase(s.p.Maps, obj, size, needsLowRegion(patch) && obj.File.Type == elf.ET_EXEC, taken)
 	if err != nil {
 		return nil, fmt.Errorf("patch %s in pid %d: %w", patch.ID, s.p.Pid, err)
 	}
-	l, err := r.link(patch, s.a, secOff, stubOff, parts, hsize, base)
+	l, err := r.link(patch, s.a, secOff, stubOff, parts, hsize, trapOff, frameObjOff, base)
 	if err != nil {
 		return nil, fmt.Errorf("pid %d: %w", s.p.Pid, err)
 	}

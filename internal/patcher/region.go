@@ -57,9 +57,15 @@ type regionHeader struct {
 	TextStart uint64 `json:"text_start"`
 	TextEnd   uint64 `json:"text_end"`
 	// EHFrame locates the call frame information of the patch code.
-	EHFrameAddr uint64       `json:"eh_frame_addr,omitempty"`
-	EHFrameSize uint64       `json:"eh_frame_size,omitempty"`
-	Funcs       []regionFunc `json:"funcs"`
+	EHFrameAddr uint64 `json:"eh_frame_addr,omitempty"`
+	EHFrameSize uint64 `json:"eh_frame_size,omitempty"`
+	// EHRegistered says the call frame information was registered with
+	// the process's unwinder (libgcc), and must be withdrawn on removal.
+	EHRegistered bool `json:"eh_registered,omitempty"`
+	// TrapAddr holds traps that calls injected into the process return
+	// to.
+	TrapAddr uint64       `json:"trap_addr"`
+	Funcs    []regionFunc `json:"funcs"`
 }
 
 type regionPart struct {

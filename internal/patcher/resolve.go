@@ -1,6 +1,7 @@
 package patcher
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -64,6 +65,23 @@ func (r *resolver) address(s *patchfile.Symbol) (uint64, error) {
 		return o.Bias + sym.Value, nil
 	}
 	return r.ifunc(s, o)
+}
+
+// targetIFunc reports whether a symbol of the target object is an ifunc,
+// by its type in the patch or in the object's own symbol tables.
+func (r *resolver) targetIFunc(s *patchfile.Symbol) bool {
+	if s.Type == elf.STT_GNU_IFUNC {
+		return true
+	}
+	if s.Name == "" {
+		return false
+	}
+	for _, sym := range r.target.File.SymbolsNamed(s.Name) {
+		if sym.IsIFunc() && sym.Defined() && sym.Value == s.Value {
+			return true
+		}
+	}
+	return false
 }
 
 // ifunc returns the implementation an indirect function was resolved to,

@@ -49,6 +49,7 @@ func Unpatch(pid int, id string, opt Options) (*Result, error) {
 		// Its jumps were never written in this process: only the
 		// region is left to remove, and no thread can be in it.
 		s.mapped = [][2]uint64{{victim.hdr.Base, victim.hdr.Size}}
+		s.noteRegistered(victim.hdr)
 		if err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) }); err != nil {
 			return res, err
 		}
@@ -92,6 +93,7 @@ func Unpatch(pid int, id string, opt Options) (*Result, error) {
 	}
 	res.PauseUS = pause.Microseconds()
 	s.mapped = [][2]uint64{{victim.hdr.Base, victim.hdr.Size}}
+	s.noteRegistered(victim.hdr)
 	if err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) }); err != nil {
 		return res, fmt.Errorf("patch %s is inactive in pid %d, but unmapping its region failed: %w", victim.hdr.ID, pid, err)
 	}

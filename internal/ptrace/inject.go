@@ -226,3 +226,50 @@ func (c *Ctl) contUntilTrap(th *Thread) (Regs, error) {
 	}
 	return Regs{}, fmt.Errorf("thread %d did not reach the end of the injected code", th.Tid)
 }
+
+// Call calls the function at fn with integer args on the stopped thread
+// th, as the platform's calling convention says, and returns its result.
+// The function returns to ret, which must hold the arch's trap
+// instruction. The call runs below the thread's stack pointer (past the
+// red zone); every register is restored afterwards. Only functions that
+// neither block nor take locks the stopped thread might hold are safe to
+// call this way.
+func (c *Ctl) Call(th *Thread, fn, ret uint64, args ...uint64) (uint64, error) {
+	if !th.Stopped {
+		return 0, fmt.Errorf("call %#x in thread %d of pid %d: thread is not stopped", fn, th.Tid, c.pid)
+	}
+	if len(args) > 6 {
+		return 0, fmt.Errorf("call %#x: %d arguments, at most 6 in registers", fn, len(args))
+	}
+	saved := th.Regs
+	work := saved
+	sp := work.setCall(fn, args)
+	// The return address is one stack word: PTRACE_POKEDATA is fine for
+	// that, and works whatever the protection of the page.
+	if _, err := unix.PtracePokeData(th.Tid, uintptr(sp), le64(ret)); err != nil {
+		return 0, &Error{Op: "write the return address for", Pid: c.pid, Tid: th.Tid, Err: err}
+	}
+	if err := c.SetRegs(th, &work); err != nil {
+		return 0, err
+	}
+	at, runErr := c.contUntilTrap(th)
+	if err := c.SetRegs(th, &saved); err != nil && runErr == nil {
+		runErr = err
+	}
+	th.Regs = saved
+	if runErr != nil {
+		return 0, fmt.Errorf("call %#x in thread %d of pid %d: %w", fn, th.Tid, c.pid, runErr)
+	}
+	if at.PC() < ret || at.PC() > ret+16 {
+		return 0, fmt.Errorf("call %#x in thread %d of pid %d: it trapped at %#x instead of returning", fn, th.Tid, c.pid, at.PC())
+	}
+	return at.Result(), nil
+}
+
+func le64(v uint64) []byte {
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = byte(v >> (8 * i))
+	}
+	return b
+}

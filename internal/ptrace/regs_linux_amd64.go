@@ -116,3 +116,22 @@ func (r *Regs) Result() uint64 { return r.raw.Rax }
 
 // syscallInsnLen is the length of the syscall instruction (0f 05).
 const syscallInsnLen = 2
+
+// setCall prepares a call of fn with args (System V AMD64: rdi, rsi, rdx,
+// rcx, r8, r9) below the current stack, past the 128-byte red zone, and
+// returns where the return address goes. At the callee's entry the stack
+// pointer is 8 below a 16-byte boundary, as after a call instruction.
+func (r *Regs) setCall(fn uint64, args []uint64) uint64 {
+	x := &r.raw
+	sp := (x.Rsp - 128 - 256) &^ 15
+	sp -= 8
+	x.Rsp = sp
+	x.Rip = fn
+	x.Orig_rax = ^uint64(0)
+	x.Rax = 0 // no vector registers for a variadic callee
+	dst := []*uint64{&x.Rdi, &x.Rsi, &x.Rdx, &x.Rcx, &x.R8, &x.R9}
+	for i, a := range args {
+		*dst[i] = a
+	}
+	return sp
+}

@@ -30,6 +30,8 @@ type Spec struct {
 	Target string // the fixture binary or library the patch is for
 	Source string
 	Flags  []string
+	// CXX compiles Source as C++ with g++.
+	CXX bool
 	// Replace maps old function names in the target to their
 	// replacements in Source.
 	Replace map[string]string
@@ -41,14 +43,17 @@ type Spec struct {
 func Build(t testing.TB, spec Spec) *patchfile.Patch {
 	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join(dir, "patch.c")
+	src, compiler := filepath.Join(dir, "patch.c"), "gcc"
+	if spec.CXX {
+		src, compiler = filepath.Join(dir, "patch.cc"), "g++"
+	}
 	if err := os.WriteFile(src, []byte(spec.Source), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	obj := filepath.Join(dir, "patch.o")
 	args := append([]string{"-c", "-O2", "-o", obj, src}, spec.Flags...)
-	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-		t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
+	if out, err := exec.Command(compiler, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", compiler, strings.Join(args, " "), err, out)
 	}
 	p, err := FromObject(obj, spec)
 	if err != nil {
