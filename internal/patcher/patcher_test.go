@@ -883,3 +883,15 @@ extern "C" int parse_hp(const char *s) {
 		t.Errorf("%d anonymous mappings before, %d after", before, after)
 	}
 }
+
+func TestPatchCallsAnIfuncOfTheProgram(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	p := patchertest.Build(t, patchertest.Spec{ID: "pick", Level: 1, Target: app,
+		Source: `int pick(int); int compute_hp(int x) { return pick(x) * 10; }`, Replace: map[string]string{"compute": "compute_hp"}})
+	apply(t, tg.Pid, p)
+	off := expectAll(t, tg, len(tg.Output()), 2, "compute=60 ")
+	unpatch(t, tg.Pid, "")
+	expectAll(t, tg, off, 2, "compute=2 ")
+}

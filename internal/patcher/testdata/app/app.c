@@ -36,6 +36,12 @@ __attribute__((noipa)) void spin_here(volatile int *stop) {
 		;
 }
 
+/* An ifunc of the program: the symbol's value is the resolver, and patch
+ * code must call what the resolver chose. */
+static int pick_plain(int x) { return x + 5; }
+static void *resolve_pick(void) { return (void *)pick_plain; }
+int pick(int x) __attribute__((ifunc("resolve_pick")));
+
 static volatile int stop_spinning;
 
 static void *worker(void *arg) {
@@ -43,8 +49,8 @@ static void *worker(void *arg) {
 	char line[256];
 	exe_tls += id; /* every thread has its own value */
 	for (;;) {
-		snprintf(line, sizeof line, "t%ld compute=%d message=%s ticks=%d tls=%d lib=%d libtls=%d greet=%s helper=%d tiny=%d\n",
-			 id, compute(1), message(), ticks() > 0, tls_value(), lib_value(1), lib_tls_value(), greet(), helper(1), tiny());
+		snprintf(line, sizeof line, "t%ld compute=%d message=%s ticks=%d tls=%d lib=%d libtls=%d greet=%s helper=%d tiny=%d pick=%d\n",
+			 id, compute(1), message(), ticks() > 0, tls_value(), lib_value(1), lib_tls_value(), greet(), helper(1), tiny(), pick(1));
 		fputs(line, stdout);
 		fflush(stdout);
 		usleep(2000 + 1000 * id);
