@@ -1,6 +1,7 @@
 #include "harness.h"
 
 static int counter;
+int next_id(void);
 
 int bump(void)
 {
@@ -20,7 +21,8 @@ static void case_report(const char *request)
 	(void)request;
 	int b = bump();
 	int t = tick();
-	printf("bump=%d tick=%d\n", b, t);
+	int id = next_id();
+	printf("bump=%d tick=%d id=%d\n", b, t, id);
 }
 
 int main(void)
