@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hotpatch/hotpatch/internal/asm"
+	"github.com/hotpatch/hotpatch/internal/cfi"
 )
 
 // Call frame information of patch code. GNU as would put the FDEs of
@@ -15,31 +16,6 @@ import (
 // into the non-allocated .hotpatch.eh_frame (docs/augmented-assembly.md §6).
 // Pointers are absolute (DW_EH_PE_absptr): ordinary 64-bit relocations
 // that the link keeps and extraction rewrites.
-
-// DWARF call frame opcodes.
-const (
-	cfaAdvanceLoc4      = 0x04
-	cfaOffsetExtended   = 0x05
-	cfaRestoreExtended  = 0x06
-	cfaUndefined        = 0x07
-	cfaSameValue        = 0x08
-	cfaRegister         = 0x09
-	cfaRememberState    = 0x0a
-	cfaRestoreState     = 0x0b
-	cfaDefCFA           = 0x0c
-	cfaDefCFARegister   = 0x0d
-	cfaDefCFAOffset     = 0x0e
-	cfaOffsetExtendedSF = 0x11
-	cfaDefCFAOffsetSF   = 0x13
-	cfaValOffset        = 0x14
-	cfaValOffsetSF      = 0x15
-	cfaGNUArgsSize      = 0x2e
-	cfaOffset           = 0x80
-	cfaRestore          = 0xc0
-
-	ehPeOmit     = 0xff
-	ehPeIndirect = 0x80
-)
 
 // fde is the call frame information of one part of a patch function,
 // collected while its statements are written.
@@ -126,7 +102,7 @@ func parseInt(s string) (int64, bool) {
 // advance from the previous one when the place moved.
 func (f *fde) at(label string) {
 	if label != f.lastLabel {
-		f.ops = append(f.ops, bytesLine([]byte{cfaAdvanceLoc4}), "\t.long\t"+label+"-"+f.lastLabel)
+		f.ops = append(f.ops, bytesLine([]byte{cfi.AdvanceLoc4}), "\t.long\t"+label+"-"+f.lastLabel)
 		f.lastLabel = label
 	}
 }
@@ -162,11 +138,11 @@ func (e *emitter) cfiDirective(f *fde, st *asm.Stmt, label string) string {
 		f.at(label)
 		switch {
 		case fo >= 0 && r < 64:
-			f.ops = append(f.ops, bytesLine([]byte{cfaOffset | byte(r)}, uleb(uint64(fo))))
+			f.ops = append(f.ops, bytesLine([]byte{cfi.Offset | byte(r)}, uleb(uint64(fo))))
 		case fo >= 0:
-			f.ops = append(f.ops, bytesLine([]byte{cfaOffsetExtended}, uleb(r), uleb(uint64(fo))))
+			f.ops = append(f.ops, bytesLine([]byte{cfi.OffsetExtended}, uleb(r), uleb(uint64(fo))))
 		default:
-			f.ops = append(f.ops, bytesLine([]byte{cfaOffsetExtendedSF}, uleb(r), sleb(fo)))
+			f.ops = append(f.ops, bytesLine([]byte{cfi.OffsetExtendedSF}, uleb(r), sleb(fo)))
 		}
 		return ""
 	}
@@ -174,11 +150,11 @@ func (e *emitter) cfiDirective(f *fde, st *asm.Stmt, label string) string {
 		f.at(label)
 		f.cfaOffset = off
 		if off >= 0 {
-			f.ops = append(f.ops, bytesLine([]byte{cfaDefCFAOffset}, uleb(uint64(off))))
+			f.ops = append(f.ops, bytesLine([]byte{cfi.DefCFAOffset}, uleb(uint64(off))))
 			return
 		}
 		fo, _ := factored(off)
-		f.ops = append(f.ops, bytesLine([]byte{cfaDefCFAOffsetSF}, sleb(fo)))
+		f.ops = append(f.ops, bytesLine([]byte{cfi.DefCFAOffsetSF}, sleb(fo)))
 	}
 	switch st.Name {
 	case ".cfi_def_cfa_offset":
@@ -201,14 +177,14 @@ func (e *emitter) cfiDirective(f *fde, st *asm.Stmt, label string) string {
 		}
 		f.at(label)
 		f.cfaOffset = off
-		f.ops = append(f.ops, bytesLine([]byte{cfaDefCFA}, uleb(r), uleb(uint64(off))))
+		f.ops = append(f.ops, bytesLine([]byte{cfi.DefCFA}, uleb(r), uleb(uint64(off))))
 	case ".cfi_def_cfa_register":
 		r, ok := reg(0)
 		if !ok {
 			return "bad register"
 		}
 		f.at(label)
-		f.ops = append(f.ops, bytesLine([]byte{cfaDefCFARegister}, uleb(r)))
+		f.ops = append(f.ops, bytesLine([]byte{cfi.DefCFARegister}, uleb(r)))
 	case ".cfi_offset", ".cfi_rel_offset":
 		r, ok1 := reg(0)
 		off, ok2 := num(1)
@@ -228,9 +204,9 @@ func (e *emitter) cfiDirective(f *fde, st *asm.Stmt, label string) string {
 		}
 		f.at(label)
 		if fo >= 0 {
-			f.ops = append(f.ops, bytesLine([]byte{cfaValOffset}, uleb(r), uleb(uint64(fo))))
+			f.ops = append(f.ops, bytesLine([]byte{cfi.ValOffset}, uleb(r), uleb(uint64(fo))))
 		} else {
-			f.ops = append(f.ops, bytesLine([]byte{cfaValOffsetSF}, uleb(r), sleb(fo)))
+			f.ops = append(f.ops, bytesLine([]byte{cfi.ValOffsetSF}, uleb(r), sleb(fo)))
 		}
 	case ".cfi_restore", ".cfi_undefined", ".cfi_same_value":
 		for k := range args {
@@ -241,13 +217,13 @@ func (e *emitter) cfiDirective(f *fde, st *asm.Stmt, label string) string {
 			f.at(label)
 			switch {
 			case st.Name == ".cfi_restore" && r < 64:
-				f.ops = append(f.ops, bytesLine([]byte{cfaRestore | byte(r)}))
+				f.ops = append(f.ops, bytesLine([]byte{cfi.Restore | byte(r)}))
 			case st.Name == ".cfi_restore":
-				f.ops = append(f.ops, bytesLine([]byte{cfaRestoreExtended}, uleb(r)))
+				f.ops = append(f.ops, bytesLine([]byte{cfi.RestoreExtended}, uleb(r)))
 			case st.Name == ".cfi_undefined":
-				f.ops = append(f.ops, bytesLine([]byte{cfaUndefined}, uleb(r)))
+				f.ops = append(f.ops, bytesLine([]byte{cfi.Undefined}, uleb(r)))
 			default:
-				f.ops = append(f.ops, bytesLine([]byte{cfaSameValue}, uleb(r)))
+				f.ops = append(f.ops, bytesLine([]byte{cfi.SameValue}, uleb(r)))
 			}
 		}
 	case ".cfi_register":
@@ -257,20 +233,20 @@ func (e *emitter) cfiDirective(f *fde, st *asm.Stmt, label string) string {
 			return "bad register"
 		}
 		f.at(label)
-		f.ops = append(f.ops, bytesLine([]byte{cfaRegister}, uleb(r1), uleb(r2)))
+		f.ops = append(f.ops, bytesLine([]byte{cfi.Register}, uleb(r1), uleb(r2)))
 	case ".cfi_remember_state":
 		f.at(label)
-		f.ops = append(f.ops, bytesLine([]byte{cfaRememberState}))
+		f.ops = append(f.ops, bytesLine([]byte{cfi.RememberState}))
 	case ".cfi_restore_state":
 		f.at(label)
-		f.ops = append(f.ops, bytesLine([]byte{cfaRestoreState}))
+		f.ops = append(f.ops, bytesLine([]byte{cfi.RestoreState}))
 	case ".cfi_gnu_args_size":
 		n, ok := num(0)
 		if !ok || n < 0 {
 			return "bad size"
 		}
 		f.at(label)
-		f.ops = append(f.ops, bytesLine([]byte{cfaGNUArgsSize}, uleb(uint64(n))))
+		f.ops = append(f.ops, bytesLine([]byte{cfi.GNUArgsSize}, uleb(uint64(n))))
 	case ".cfi_escape":
 		f.at(label)
 		f.ops = append(f.ops, "\t.byte\t"+st.Args)
@@ -281,13 +257,13 @@ func (e *emitter) cfiDirective(f *fde, st *asm.Stmt, label string) string {
 		if !ok {
 			return "bad encoding"
 		}
-		if enc == ehPeOmit {
+		if enc == cfi.PEOmit {
 			return ""
 		}
 		if len(args) != 2 {
 			return "expected an encoding and a symbol"
 		}
-		target, why := e.framePointer(args[1], enc&ehPeIndirect != 0)
+		target, why := e.framePointer(args[1], enc&cfi.PEIndirect != 0)
 		if why != "" {
 			return why
 		}

@@ -3,41 +3,8 @@ package unwind
 import (
 	"errors"
 	"fmt"
-)
 
-// Call frame instructions (DWARF 5 §6.4.2, plus the GNU extensions gcc
-// and glibc emit).
-const (
-	cfaAdvanceLoc        = 0x40 // high two bits; delta in the low six
-	cfaOffset            = 0x80 // high two bits; register in the low six
-	cfaRestore           = 0xc0 // high two bits; register in the low six
-	cfaNop               = 0x00
-	cfaSetLoc            = 0x01
-	cfaAdvanceLoc1       = 0x02
-	cfaAdvanceLoc2       = 0x03
-	cfaAdvanceLoc4       = 0x04
-	cfaOffsetExtended    = 0x05
-	cfaRestoreExtended   = 0x06
-	cfaUndefined         = 0x07
-	cfaSameValue         = 0x08
-	cfaRegister          = 0x09
-	cfaRememberState     = 0x0a
-	cfaRestoreState      = 0x0b
-	cfaDefCFA            = 0x0c
-	cfaDefCFARegister    = 0x0d
-	cfaDefCFAOffset      = 0x0e
-	cfaDefCFAExpression  = 0x0f
-	cfaExpression        = 0x10
-	cfaOffsetExtendedSF  = 0x11
-	cfaDefCFASF          = 0x12
-	cfaDefCFAOffsetSF    = 0x13
-	cfaValOffset         = 0x14
-	cfaValOffsetSF       = 0x15
-	cfaValExpression     = 0x16
-	cfaMIPSAdvanceLoc8   = 0x1d
-	cfaGNUWindowSave     = 0x2d
-	cfaGNUArgsSize       = 0x2e
-	cfaGNUNegOffsetExtnd = 0x2f
+	"github.com/hotpatch/hotpatch/internal/cfi"
 )
 
 // ErrBadCFI means the CFA instructions of an FDE could not be executed:
@@ -162,22 +129,22 @@ func (m *machine) run(start, end uint32) error {
 		pos := r.pos
 		op := r.u8()
 		switch op & 0xc0 {
-		case cfaAdvanceLoc:
+		case cfi.AdvanceLoc:
 			m.advance(uint64(op & 0x3f))
 			continue
-		case cfaOffset:
+		case cfi.Offset:
 			off := r.uleb()
 			m.setRule(uint64(op&0x3f), rule{kind: ruleOffset, off: int64(off) * da})
 			continue
-		case cfaRestore:
+		case cfi.Restore:
 			if reg := op & 0x3f; int(reg) < m.numRegs {
 				m.row.regs[reg] = m.initial.regs[reg]
 			}
 			continue
 		}
 		switch op {
-		case cfaNop:
-		case cfaSetLoc:
+		case cfi.Nop:
+		case cfi.SetLoc:
 			loc, _, err := r.pointer(m.c.fdeEnc, m.t.arch.PtrSize, pointerBases{section: m.t.addr})
 			if err != nil {
 				return m.bad(pos, "DW_CFA_set_loc: %v", err)
@@ -187,50 +154,50 @@ func (m *machine) run(start, end uint32) error {
 			} else {
 				m.loc = loc
 			}
-		case cfaAdvanceLoc1:
+		case cfi.AdvanceLoc1:
 			m.advance(uint64(r.u8()))
-		case cfaAdvanceLoc2:
+		case cfi.AdvanceLoc2:
 			m.advance(uint64(r.u16()))
-		case cfaAdvanceLoc4:
+		case cfi.AdvanceLoc4:
 			m.advance(uint64(r.u32()))
-		case cfaMIPSAdvanceLoc8:
+		case cfi.MIPSAdvanceLoc8:
 			m.advance(r.u64())
-		case cfaOffsetExtended:
+		case cfi.OffsetExtended:
 			reg, off := r.uleb(), r.uleb()
 			m.setRule(reg, rule{kind: ruleOffset, off: int64(off) * da})
-		case cfaOffsetExtendedSF:
+		case cfi.OffsetExtendedSF:
 			reg, off := r.uleb(), r.sleb()
 			m.setRule(reg, rule{kind: ruleOffset, off: off * da})
-		case cfaGNUNegOffsetExtnd:
+		case cfi.GNUNegOffsetExtnd:
 			reg, off := r.uleb(), r.uleb()
 			m.setRule(reg, rule{kind: ruleOffset, off: -int64(off) * da})
-		case cfaValOffset:
+		case cfi.ValOffset:
 			reg, off := r.uleb(), r.uleb()
 			m.setRule(reg, rule{kind: ruleValOffset, off: int64(off) * da})
-		case cfaValOffsetSF:
+		case cfi.ValOffsetSF:
 			reg, off := r.uleb(), r.sleb()
 			m.setRule(reg, rule{kind: ruleValOffset, off: off * da})
-		case cfaRestoreExtended:
+		case cfi.RestoreExtended:
 			if reg := r.uleb(); reg < uint64(m.numRegs) {
 				m.row.regs[reg] = m.initial.regs[reg]
 			}
-		case cfaUndefined:
+		case cfi.Undefined:
 			m.setRule(r.uleb(), rule{kind: ruleUndefined})
-		case cfaSameValue:
+		case cfi.SameValue:
 			m.setRule(r.uleb(), rule{kind: ruleSame})
-		case cfaRegister:
+		case cfi.Register:
 			reg, from := r.uleb(), r.uleb()
 			if from >= uint64(m.numRegs) {
 				return m.bad(pos, "DW_CFA_register: register %d is saved in untracked register %d", reg, from)
 			}
 			m.setRule(reg, rule{kind: ruleRegister, reg: uint16(from)})
-		case cfaRememberState:
+		case cfi.RememberState:
 			if m.depth == rememberDepth {
 				return m.bad(pos, "DW_CFA_remember_state nested deeper than %d", rememberDepth)
 			}
 			m.saved[m.depth] = m.row
 			m.depth++
-		case cfaRestoreState:
+		case cfi.RestoreState:
 			if m.depth == 0 {
 				return m.bad(pos, "DW_CFA_restore_state without remember_state")
 			}
@@ -238,34 +205,34 @@ func (m *machine) run(start, end uint32) error {
 			// The CFA rule is part of the saved state too (DWARF 5
 			// clarified what gcc always assumed).
 			m.row = m.saved[m.depth]
-		case cfaDefCFA:
+		case cfi.DefCFA:
 			reg, off := r.uleb(), r.uleb()
 			m.row.cfa = cfaRule{reg: int(reg), off: int64(off)}
-		case cfaDefCFASF:
+		case cfi.DefCFASF:
 			reg, off := r.uleb(), r.sleb()
 			m.row.cfa = cfaRule{reg: int(reg), off: off * da}
-		case cfaDefCFARegister:
+		case cfi.DefCFARegister:
 			m.row.cfa.reg = int(r.uleb())
 			m.row.cfa.isExpr = false
-		case cfaDefCFAOffset:
+		case cfi.DefCFAOffset:
 			m.row.cfa.off = int64(r.uleb())
-		case cfaDefCFAOffsetSF:
+		case cfi.DefCFAOffsetSF:
 			m.row.cfa.off = r.sleb() * da
-		case cfaDefCFAExpression:
+		case cfi.DefCFAExpression:
 			s, e := m.block(&r)
 			m.row.cfa = cfaRule{isExpr: true, exprStart: s, exprEnd: e}
-		case cfaExpression, cfaValExpression:
+		case cfi.Expression, cfi.ValExpression:
 			reg := r.uleb()
 			s, e := m.block(&r)
 			kind := ruleExpression
-			if op == cfaValExpression {
+			if op == cfi.ValExpression {
 				kind = ruleValExpression
 			}
 			m.setRule(reg, rule{kind: kind, exprStart: s, exprEnd: e})
-		case cfaGNUArgsSize:
+		case cfi.GNUArgsSize:
 			// Only a landing pad needs the outgoing argument size.
 			r.uleb()
-		case cfaGNUWindowSave:
+		case cfi.GNUWindowSave:
 			// SPARC register windows, or AArch64 return address signing
 			// (negate_ra_state), which the AArch64 table will have to
 			// support by stripping the signature from return addresses.

@@ -3,30 +3,8 @@ package unwind
 import (
 	"encoding/binary"
 	"fmt"
-)
 
-// Pointer encodings of .eh_frame (DW_EH_PE_*), from the LSB Core
-// specification: the low nibble gives the format, the next three bits
-// what the value is relative to, and the top bit an indirection.
-const (
-	peAbsptr  = 0x00
-	peULEB128 = 0x01
-	peUdata2  = 0x02
-	peUdata4  = 0x03
-	peUdata8  = 0x04
-	peSLEB128 = 0x09
-	peSdata2  = 0x0a
-	peSdata4  = 0x0b
-	peSdata8  = 0x0c
-
-	pePCRel   = 0x10
-	peTextRel = 0x20
-	peDataRel = 0x30
-	peFuncRel = 0x40
-	peAligned = 0x50
-
-	peIndirect = 0x80
-	peOmit     = 0xff
+	"github.com/hotpatch/hotpatch/internal/cfi"
 )
 
 // FormatError reports malformed call frame information: where in the
@@ -156,38 +134,38 @@ type pointerBases struct {
 // needs the process's memory, which only the personality routine (never
 // needed to unwind) uses.
 func (r *reader) pointer(enc uint8, ptrSize int, bases pointerBases) (v uint64, indirect bool, err error) {
-	if enc == peOmit {
+	if enc == cfi.PEOmit {
 		return 0, false, nil
 	}
 	fieldAddr := bases.section + uint64(r.pos)
-	if enc&0x70 == peAligned {
+	if enc&0x70 == cfi.PEAligned {
 		if pad := (fieldAddr % uint64(ptrSize)); pad != 0 {
 			r.bytes(int(uint64(ptrSize) - pad))
 		}
 		fieldAddr = bases.section + uint64(r.pos)
 	}
 	switch enc & 0x0f {
-	case peAbsptr:
+	case cfi.PEAbsptr:
 		if ptrSize == 4 {
 			v = uint64(r.u32())
 		} else {
 			v = r.u64()
 		}
-	case peULEB128:
+	case cfi.PEULEB128:
 		v = r.uleb()
-	case peUdata2:
+	case cfi.PEUdata2:
 		v = uint64(r.u16())
-	case peUdata4:
+	case cfi.PEUdata4:
 		v = uint64(r.u32())
-	case peUdata8:
+	case cfi.PEUdata8:
 		v = r.u64()
-	case peSLEB128:
+	case cfi.PESLEB128:
 		v = uint64(r.sleb())
-	case peSdata2:
+	case cfi.PESdata2:
 		v = uint64(int64(int16(r.u16())))
-	case peSdata4:
+	case cfi.PESdata4:
 		v = uint64(int64(int32(r.u32())))
-	case peSdata8:
+	case cfi.PESdata8:
 		v = r.u64()
 	default:
 		return 0, false, fmt.Errorf("unknown pointer format %#x", enc&0x0f)
@@ -196,35 +174,35 @@ func (r *reader) pointer(enc uint8, ptrSize int, bases pointerBases) (v uint64, 
 		return 0, false, fmt.Errorf("pointer runs past the end")
 	}
 	switch enc & 0x70 {
-	case peAbsptr, peAligned:
-	case pePCRel:
+	case cfi.PEAbsptr, cfi.PEAligned:
+	case cfi.PEPCRel:
 		v += fieldAddr
-	case peDataRel:
+	case cfi.PEDataRel:
 		if bases.data == 0 {
 			return 0, false, fmt.Errorf("data-relative pointer without a data base")
 		}
 		v += bases.data
-	case peTextRel, peFuncRel:
+	case cfi.PETextRel, cfi.PEFuncRel:
 		// No toolchain for x86-64 or AArch64 Linux emits these in
 		// .eh_frame; refusing is better than guessing a base.
 		return 0, false, fmt.Errorf("pointer encoding %#x (text- or function-relative) is not supported", enc)
 	default:
 		return 0, false, fmt.Errorf("unknown pointer application %#x", enc&0x70)
 	}
-	return v, enc&peIndirect != 0, nil
+	return v, enc&cfi.PEIndirect != 0, nil
 }
 
 // pointerSize is the number of bytes a pointer with encoding enc
 // occupies, for the fixed-size formats; 0 for LEB128 and unknown formats.
 func pointerSize(enc uint8, ptrSize int) int {
 	switch enc & 0x0f {
-	case peAbsptr:
+	case cfi.PEAbsptr:
 		return ptrSize
-	case peUdata2, peSdata2:
+	case cfi.PEUdata2, cfi.PESdata2:
 		return 2
-	case peUdata4, peSdata4:
+	case cfi.PEUdata4, cfi.PESdata4:
 		return 4
-	case peUdata8, peSdata8:
+	case cfi.PEUdata8, cfi.PESdata8:
 		return 8
 	}
 	return 0

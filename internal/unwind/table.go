@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hotpatch/hotpatch/internal/cfi"
 	"github.com/hotpatch/hotpatch/internal/elfobj"
 )
 
@@ -269,11 +270,11 @@ func (p *parser) fromHdr(hdr Section) error {
 		return bad(4, "eh_frame_ptr %#x does not point at .eh_frame (%#x)", ehFrame, p.t.addr)
 	}
 	count, ind2, err := r.pointer(countEnc, p.t.arch.PtrSize, bases)
-	if err != nil || ind2 || countEnc == peOmit {
+	if err != nil || ind2 || countEnc == cfi.PEOmit {
 		return bad(r.pos, "fde_count: %v", err)
 	}
 	size := pointerSize(tableEnc, p.t.arch.PtrSize)
-	if tableEnc == peOmit || size == 0 || count > uint64(r.remaining()/(2*size)) {
+	if tableEnc == cfi.PEOmit || size == 0 || count > uint64(r.remaining()/(2*size)) {
 		return bad(r.pos, "table of %d entries with encoding %#x does not fit", count, tableEnc)
 	}
 	p.t.fdes = make([]fde, 0, count)
@@ -318,7 +319,7 @@ func (p *parser) cie(off int) (uint32, error) {
 		return 0, p.errorf(off, "an FDE points here for its CIE, but there is none")
 	}
 	r := reader{data: p.t.data[:end], pos: body}
-	c := cie{offset: off, fdeEnc: peAbsptr, lsdaEnc: peOmit}
+	c := cie{offset: off, fdeEnc: cfi.PEAbsptr, lsdaEnc: cfi.PEOmit}
 	version := r.u8()
 	if version != 1 && version != 3 && version != 4 {
 		return 0, p.errorf(off, "CIE version %d", version)

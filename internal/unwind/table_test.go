@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hotpatch/hotpatch/internal/cfi"
 	"github.com/hotpatch/hotpatch/internal/elfobj"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
@@ -301,7 +302,7 @@ func reencodeAbsptr(t *Table, base uint64) ([]byte, uint64) {
 		body = appendULEB(body, c.codeAlign)
 		body = appendSLEB(body, c.dataAlign)
 		body = append(body, byte(c.ra))
-		body = append(body, 1, peAbsptr) // augmentation data: R
+		body = append(body, 1, cfi.PEAbsptr) // augmentation data: R
 		body = append(body, t.data[c.instrStart:c.instrEnd]...)
 		out = le.AppendUint32(out, uint32(len(body)))
 		out = append(out, body...)
