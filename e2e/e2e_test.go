@@ -62,7 +62,8 @@ type testCase struct {
 }
 
 var (
-	hotpatchBin string
+	// hotpatchBinary is the command under test.
+	hotpatchBinary string
 	// workDir holds the cases' built trees; they outlive the subtest that
 	// built them, for the directory flow.
 	workDir string
@@ -71,7 +72,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := func() int {
+	testutil.Main(runner(func() int {
 		tmp, err := os.MkdirTemp("", "hotpatch-e2e-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -79,21 +80,20 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(tmp)
 		workDir = tmp
-		hotpatchBin = filepath.Join(tmp, "hotpatch")
-		build := exec.Command("go", "build", "-o", hotpatchBin, "github.com/hotpatch/hotpatch/cmd/hotpatch")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build hotpatch: %v\n%s", err, out)
-			return 1
-		}
 		sharedDir = filepath.Join(tmp, "all-patches")
 		if err := os.MkdirAll(sharedDir, 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		return m.Run()
-	}()
-	os.Exit(code)
+	}))
 }
+
+// runner lets TestMain do its set-up inside testutil.Main, which removes
+// the hotpatch binary and fixtures afterwards.
+type runner func() int
+
+func (r runner) Run() int { return r() }
 
 func loadCases(t *testing.T) []testCase {
 	t.Helper()
@@ -129,6 +129,7 @@ func loadCases(t *testing.T) []testCase {
 func TestCases(t *testing.T) {
 	testutil.RequireGCC(t)
 	testutil.RequirePtrace(t)
+	hotpatchBinary = testutil.HotpatchBinary(t)
 	cases := loadCases(t)
 	built := map[string]*builtCase{}
 	var mu sync.Mutex
@@ -489,7 +490,7 @@ func hotpatch(t *testing.T, args ...string) string {
 }
 
 func hotpatchErr(args ...string) (string, error) {
-	cmd := exec.Command(hotpatchBin, args...)
+	cmd := exec.Command(hotpatchBinary, args...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

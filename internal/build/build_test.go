@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,48 +21,15 @@ import (
 	"github.com/hotpatch/hotpatch/internal/wrapper"
 )
 
-func TestMain(m *testing.M) { testutil.Main(removingBinary{m}) }
+func TestMain(m *testing.M) { testutil.Main(m) }
 
-// removingBinary removes the hotpatch binary the tests built once they
-// are done.
-type removingBinary struct{ m *testing.M }
-
-func (r removingBinary) Run() int {
-	code := r.m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	return code
-}
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
-
-// hotpatchBinary builds the real command once per test run: the build
-// runs it as the compiler wrapper, through the shims, as users do.
+// hotpatchBinary is the real command: the build runs it as the compiler
+// wrapper, through the shims, as users do.
 func hotpatchBinary(t testing.TB) string {
 	t.Helper()
 	testutil.RequireGCC(t)
 	testutil.RequireTools(t, "make", "patch")
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "hotpatch-bin-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "hotpatch")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/hotpatch/hotpatch/cmd/hotpatch")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return testutil.HotpatchBinary(t)
 }
 
 // copyTree copies testdata/NAME into a fresh folder.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,16 +12,15 @@ import (
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
+func TestMain(m *testing.M) { testutil.Main(m) }
+
 // TestDemoRunsToCompletion runs the README's main job for real: it builds
 // the service, leaks the key, builds and applies the fix, and removes it.
 func TestDemoRunsToCompletion(t *testing.T) {
 	testutil.RequireGCC(t)
 	testutil.RequirePtrace(t)
 	testutil.RequireTools(t, "make", "patch")
-	bin := filepath.Join(t.TempDir(), "hotpatch")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/hotpatch/hotpatch/cmd/hotpatch").CombinedOutput(); err != nil {
-		t.Fatalf("build hotpatch: %v\n%s", err, out)
-	}
+	bin := testutil.HotpatchBinary(t)
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,17 +16,12 @@ import (
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
-// hotpatchTool builds the command: the command-line tests run it as a
+// hotpatchTool is the command: the command-line tests run it as a
 // separate process, as a user would, so that every call starts afresh and
 // finds what earlier calls applied in the target alone.
 func hotpatchTool(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "hotpatch")
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", path, "github.com/hotpatch/hotpatch/cmd/hotpatch")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return path
+	return testutil.HotpatchBinary(t)
 }
 
 func runTool(t *testing.T, tool string, args ...string) (int, string, string) {

@@ -68,20 +68,16 @@ func BuildFixture(t testing.TB, b Build) string {
 	if err != nil {
 		t.Fatalf("fixture %s: %v", b.Dir, err)
 	}
+	dir, err := cacheDir()
+	if err != nil {
+		t.Fatalf("fixture cache: %v", err)
+	}
 	fixtureCache.Lock()
 	defer fixtureCache.Unlock()
 	if p, ok := fixtureCache.built[key]; ok {
 		return p
 	}
-	if fixtureCache.dir == "" {
-		d, err := os.MkdirTemp("", "hotpatch-fixtures-")
-		if err != nil {
-			t.Fatalf("fixture cache: %v", err)
-		}
-		fixtureCache.dir = d
-		fixtureCache.built = map[string]string{}
-	}
-	outDir := filepath.Join(fixtureCache.dir, key[:16])
+	outDir := filepath.Join(dir, key[:16])
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatalf("fixture cache: %v", err)
 	}
