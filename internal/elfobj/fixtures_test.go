@@ -1,7 +1,6 @@
 package elfobj
 
 import (
-	"bufio"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
 
@@ -190,33 +190,11 @@ func mustHex(t testing.TB, s string) uint64 {
 	return v
 }
 
-type mapping struct {
-	start, end, offset uint64
-	perms, path        string
-}
-
-// readMaps parses /proc/PID/maps; the proc package is not a dependency of
-// this one, and the format is simple.
-func readMaps(t testing.TB, pid int) []mapping {
+func readMaps(t testing.TB, pid int) []proc.Mapping {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := proc.ReadMaps(pid)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var maps []mapping
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 5 {
-			continue
-		}
-		se := strings.SplitN(fs[0], "-", 2)
-		m := mapping{start: mustHex(t, se[0]), end: mustHex(t, se[1]), perms: fs[1], offset: mustHex(t, fs[2])}
-		if len(fs) >= 6 {
-			m.path = fs[5]
-		}
-		maps = append(maps, m)
 	}
 	return maps
 }
@@ -267,8 +245,8 @@ func biasOf(t testing.TB, o *Object, pid int, path string) uint64 {
 	}
 	var ms []Mapping
 	for _, m := range readMaps(t, pid) {
-		if m.path == real || m.path == path {
-			ms = append(ms, Mapping{Start: m.start, End: m.end, Offset: m.offset, Exec: strings.Contains(m.perms, "x")})
+		if m.Path == real || m.Path == path {
+			ms = append(ms, Mapping{Start: m.Start, End: m.End, Offset: m.Offset, Exec: m.Perms.Exec})
 		}
 	}
 	if len(ms) == 0 {

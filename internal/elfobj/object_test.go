@@ -524,7 +524,7 @@ func (o *Object) inPLT(addr uint64) bool {
 
 func inLibc(t *testing.T, pid int, addr uint64) bool {
 	for _, m := range readMaps(t, pid) {
-		if strings.Contains(m.perms, "x") && strings.Contains(m.path, "libc.so") && addr >= m.start && addr < m.end {
+		if m.Perms.Exec && strings.Contains(m.Path, "libc.so") && addr >= m.Start && addr < m.End {
 			return true
 		}
 	}

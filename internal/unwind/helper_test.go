@@ -1,7 +1,6 @@
 package unwind
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/elfobj"
+	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -43,32 +43,11 @@ type thread struct {
 	snap *Snapshot
 }
 
-// mapping is a line of /proc/PID/maps.
-type mapping struct {
-	start, end, offset uint64
-	perms, path        string
-}
-
-func readMaps(t testing.TB, pid int) []mapping {
+func readMaps(t testing.TB, pid int) []proc.Mapping {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := proc.ReadMaps(pid)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var maps []mapping
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 5 {
-			continue
-		}
-		se := strings.SplitN(fs[0], "-", 2)
-		m := mapping{start: hexU(t, se[0]), end: hexU(t, se[1]), perms: fs[1], offset: hexU(t, fs[2])}
-		if len(fs) >= 6 {
-			m.path = fs[5]
-		}
-		maps = append(maps, m)
 	}
 	return maps
 }
@@ -108,7 +87,7 @@ func captureThreads(t testing.TB, pid int, stackBytes int) []thread {
 	return res.threads
 }
 
-func stopAndRead(pid int, maps []mapping, stackBytes int) ([]thread, error) {
+func stopAndRead(pid int, maps []proc.Mapping, stackBytes int) ([]thread, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return nil, err
@@ -160,8 +139,8 @@ func stopAndRead(pid int, maps []mapping, stackBytes int) ([]thread, error) {
 		sp := pr.r.Rsp
 		var top uint64
 		for _, m := range maps {
-			if sp >= m.start && sp < m.end {
-				top = m.end
+			if sp >= m.Start && sp < m.End {
+				top = m.End
 			}
 		}
 		if top == 0 {
@@ -195,13 +174,13 @@ func loadSpace(t testing.TB, pid int) (*AddressSpace, []object) {
 	byPath := map[string][]elfobj.Mapping{}
 	var order []string
 	for _, m := range readMaps(t, pid) {
-		if !strings.HasPrefix(m.path, "/") || m.path == "" {
+		if !strings.HasPrefix(m.Path, "/") || m.Path == "" {
 			continue
 		}
-		if _, ok := byPath[m.path]; !ok {
-			order = append(order, m.path)
+		if _, ok := byPath[m.Path]; !ok {
+			order = append(order, m.Path)
 		}
-		byPath[m.path] = append(byPath[m.path], elfobj.Mapping{Start: m.start, End: m.end, Offset: m.offset, Exec: strings.Contains(m.perms, "x")})
+		byPath[m.Path] = append(byPath[m.Path], elfobj.Mapping{Start: m.Start, End: m.End, Offset: m.Offset, Exec: m.Perms.Exec})
 	}
 	space := NewAddressSpace(AMD64)
 	var objs []object
