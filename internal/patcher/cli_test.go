@@ -57,7 +57,7 @@ func TestCommandLinePatchInfoUnpatch(t *testing.T) {
 	t.Parallel()
 	// -g gives this build a build-id of its own: "patch -p all" must
 	// not reach the processes of other tests that run the blockers.
-	app := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/blockers", Name: "cli-target", Flags: []string{"-O2", "-g", "-pthread"}})
+	app := testutil.BuildFixture(t, testutil.Build{Dir: "../ptrace/testdata/blockers", Name: "cli-target", Flags: []string{"-O2", "-g", "-pthread"}})
 	tg := ptracetest.Start(t, app, "600000")
 	tg.WaitFor(t, 0, "ready\n", 10*time.Second)
 	pid := strconv.Itoa(tg.Pid)

@@ -534,7 +534,7 @@ const char *message_f(void) { return "faulty"; }`, Replace: map[string]string{"c
 func TestBlockingSyscallsContinueAcrossPatch(t *testing.T) {
 	t.Parallel()
 	testutil.RequirePtrace(t)
-	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/blockers", Flags: []string{"-O2", "-pthread"}})
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "../ptrace/testdata/blockers", Flags: []string{"-O2", "-pthread"}})
 	tg := ptracetest.Start(t, exe, "1500")
 	tg.WaitFor(t, 0, "ready\n", 10*time.Second)
 	p := patchertest.Build(t, patchertest.Spec{ID: "wake", Level: 1, Target: exe,

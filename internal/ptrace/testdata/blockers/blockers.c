@@ -66,6 +66,8 @@ static void *do_sleep(void *a) {
 	return a;
 }
 
+__attribute__((noipa)) int value(void) { return 1; }
+
 int main(int argc, char **argv) {
 	sleep_ms = argc > 1 ? atol(argv[1]) : 1000;
 	if (pipe(read_pipe) || pipe(epoll_pipe))
@@ -101,6 +103,7 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < 5; i++)
 		pthread_join(th[i], NULL);
 	unlink(sock_path);
+	printf("value=%d\n", value());
 	printf("done\n");
 	fflush(stdout);
 	return 0;
