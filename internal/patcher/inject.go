@@ -52,44 +52,43 @@ const (
 func (s *session) mapRegions(plans []*plan) error {
 	defer s.noteThreadStop()
 	return s.tr.Do(func(c *ptrace.Ctl) error {
-		candidate := s.injectorCandidate()
-		defer c.Realtime()()
-		defer c.BesideThread(candidate)()
-		th, err := s.stopInjector(c, candidate)
-		if err != nil {
-			return err
-		}
-		defer c.Detach(th)
-		var calls []arch.SyscallCall
-		var what []string
-		for _, pl := range plans {
-			l := pl.l
-			addr, err := c.Syscall(th, s.insn, s.a.Sys.Mmap, l.base, l.size, protRead|protExec,
-				unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
-			if err != nil {
-				return fmt.Errorf("map the region of patch %s at %#x in pid %d: %w", pl.hdr.ID, l.base, s.p.Pid, err)
-			}
-			if addr != l.base {
-				// An old kernel without MAP_FIXED_NOREPLACE treats it as
-				// a hint; a region elsewhere is out of reach.
-				_, _ = c.Syscall(th, s.insn, s.a.Sys.Munmap, addr, l.size)
-				return fmt.Errorf("map the region of patch %s in pid %d: the kernel placed it at %#x, not %#x", pl.hdr.ID, s.p.Pid, addr, l.base)
-			}
-			s.mapped = append(s.mapped, [2]uint64{l.base, l.size})
-			for _, part := range l.parts {
-				if part.Prot == "r-x" {
-					continue
-				}
-				calls = append(calls, arch.SyscallCall{Nr: s.a.Sys.Mprotect, Args: []uint64{l.base + part.Off, part.Size, protOf(part.Prot)}})
-				what = append(what, fmt.Sprintf("protect the %s of patch %s", part.Name, pl.hdr.ID))
-			}
-			if nameAt, ok := s.writeRegionName(pl); ok {
-				calls = append(calls, arch.SyscallCall{Nr: s.a.Sys.Prctl, Args: []uint64{prSetVMA, prSetVMAAnonName, l.base, l.size, nameAt}})
-				what = append(what, "name the region of patch "+pl.hdr.ID)
-			}
-		}
-		return s.runSequence(c, th, plans, calls, what)
+		return s.withInjector(c, func(th *ptrace.Thread) error {
+			return s.mapOnThread(c, th, plans)
+		})
 	})
+}
+
+// mapOnThread maps the regions from a stopped thread.
+func (s *session) mapOnThread(c *ptrace.Ctl, th *ptrace.Thread, plans []*plan) error {
+	var calls []arch.SyscallCall
+	var what []string
+	for _, pl := range plans {
+		l := pl.l
+		addr, err := c.Syscall(th, s.insn, s.a.Sys.Mmap, l.base, l.size, protRead|protExec,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
+		if err != nil {
+			return fmt.Errorf("map the region of patch %s at %#x in pid %d: %w", pl.hdr.ID, l.base, s.p.Pid, err)
+		}
+		if addr != l.base {
+			// An old kernel without MAP_FIXED_NOREPLACE treats it as
+			// a hint; a region elsewhere is out of reach.
+			_, _ = c.Syscall(th, s.insn, s.a.Sys.Munmap, addr, l.size)
+			return fmt.Errorf("map the region of patch %s in pid %d: the kernel placed it at %#x, not %#x", pl.hdr.ID, s.p.Pid, addr, l.base)
+		}
+		s.mapped = append(s.mapped, [2]uint64{l.base, l.size})
+		for _, part := range l.parts {
+			if part.Prot == "r-x" {
+				continue
+			}
+			calls = append(calls, arch.SyscallCall{Nr: s.a.Sys.Mprotect, Args: []uint64{l.base + part.Off, part.Size, protOf(part.Prot)}})
+			what = append(what, fmt.Sprintf("protect the %s of patch %s", part.Name, pl.hdr.ID))
+		}
+		if nameAt, ok := s.writeRegionName(pl); ok {
+			calls = append(calls, arch.SyscallCall{Nr: s.a.Sys.Prctl, Args: []uint64{prSetVMA, prSetVMAAnonName, l.base, l.size, nameAt}})
+			what = append(what, "name the region of patch "+pl.hdr.ID)
+		}
+	}
+	return s.runSequence(c, th, plans, calls, what)
 }
 
 // runSequence runs calls on th, from code written into the text of the
@@ -220,6 +219,20 @@ func (s *session) stopInjector(c *ptrace.Ctl, candidate int) (*ptrace.Thread, er
 	return nil, err
 }
 
+// withInjector stops one thread to run injected calls on, with the tracer
+// beside it on its CPU and in a real-time class, runs fn, and resumes it.
+func (s *session) withInjector(c *ptrace.Ctl, fn func(th *ptrace.Thread) error) error {
+	candidate := s.injectorCandidate()
+	defer c.Realtime()()
+	defer c.BesideThread(candidate)()
+	th, err := s.stopInjector(c, candidate)
+	if err != nil {
+		return err
+	}
+	defer c.Detach(th)
+	return fn(th)
+}
+
 // writeRegionName prepares the label "[anon:hotpatch ID]" that
 // /proc/PID/maps shows for the region where the kernel supports anonymous
 // names (CONFIG_ANON_VMA_NAME). The kernel copies the name, so it is
@@ -336,22 +349,16 @@ func (s *session) registerFrames(plans []*plan) error {
 	}
 	defer s.noteThreadStop()
 	return s.tr.Do(func(c *ptrace.Ctl) error {
-		candidate := s.injectorCandidate()
-		defer c.Realtime()()
-		defer c.BesideThread(candidate)()
-		th, err := s.stopInjector(c, candidate)
-		if err != nil {
-			return err
-		}
-		defer c.Detach(th)
-		for _, pl := range todo {
-			if _, err := c.Call(th, reg, pl.l.trapAddr, pl.l.ehAddr, pl.l.frameObj); err != nil {
-				return fmt.Errorf("register the call frame information of patch %s with the unwinder of pid %d: %w", pl.hdr.ID, s.p.Pid, err)
+		return s.withInjector(c, func(th *ptrace.Thread) error {
+			for _, pl := range todo {
+				if _, err := c.Call(th, reg, pl.l.trapAddr, pl.l.ehAddr, pl.l.frameObj); err != nil {
+					return fmt.Errorf("register the call frame information of patch %s with the unwinder of pid %d: %w", pl.hdr.ID, s.p.Pid, err)
+				}
+				s.frames = append(s.frames, frameReg{eh: pl.l.ehAddr, trap: pl.l.trapAddr, dereg: dereg})
+				pl.hdr.EHRegistered = true
 			}
-			s.frames = append(s.frames, frameReg{eh: pl.l.ehAddr, trap: pl.l.trapAddr, dereg: dereg})
-			pl.hdr.EHRegistered = true
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
