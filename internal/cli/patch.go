@@ -67,6 +67,21 @@ type processOutcome struct {
 	Patches      []patcher.PatchResult `json:"patches"`
 }
 
+// newOutcome is the JSON record of one process's patch or unpatch.
+func newOutcome(pid int, res *patcher.Result, err error) processOutcome {
+	out := processOutcome{Pid: pid, Status: "ok", Patches: []patcher.PatchResult{}}
+	if res != nil {
+		out.PauseUS, out.ThreadStopUS, out.Retries = res.PauseUS, res.ThreadStopUS, res.Retries
+		if res.Patches != nil {
+			out.Patches = res.Patches
+		}
+	}
+	if err != nil {
+		out.Status, out.Error = "failed", err.Error()
+	}
+	return out
+}
+
 type outcomeDoc struct {
 	Processes []processOutcome `json:"processes"`
 }
@@ -181,15 +196,8 @@ func runPatch(g *globalOptions, o *patchOptions, path string) error {
 			}
 		}
 		res, err := patcher.Apply(pid, todo, opt)
-		out := processOutcome{Pid: pid, Status: "ok", Patches: []patcher.PatchResult{}}
-		if res != nil {
-			out.PauseUS, out.ThreadStopUS, out.Retries = res.PauseUS, res.ThreadStopUS, res.Retries
-			if res.Patches != nil {
-				out.Patches = res.Patches
-			}
-		}
+		out := newOutcome(pid, res, err)
 		if err != nil {
-			out.Status, out.Error = "failed", err.Error()
 			out.Patches = []patcher.PatchResult{}
 			failed++
 		} else if allAlready(out.Patches) {
@@ -299,15 +307,8 @@ func runUnpatch(g *globalOptions, o *unpatchOptions) error {
 			}
 		}
 		res, err := patcher.Unpatch(pid, o.id, opt)
-		out := processOutcome{Pid: pid, Status: "ok", Patches: []patcher.PatchResult{}}
-		if res != nil {
-			out.PauseUS, out.ThreadStopUS, out.Retries = res.PauseUS, res.ThreadStopUS, res.Retries
-			if res.Patches != nil {
-				out.Patches = res.Patches
-			}
-		}
+		out := newOutcome(pid, res, err)
 		if err != nil {
-			out.Status, out.Error = "failed", err.Error()
 			failed++
 		}
 		doc.Processes = append(doc.Processes, out)
