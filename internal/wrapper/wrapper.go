@@ -474,35 +474,7 @@ func compileErrorReason(src, stderr string) string {
 // command, with -c replaced by -S and the output kept, so that the driver
 // derives the same dump base, dependency file and target names.
 func (r *run) unitArgs(in Input, obj string, inLink bool) []string {
-	var out []string
-	args := r.inv.Args
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if r.isInputIndex(i) || a == "-c" {
-			continue
-		}
-		if a == "-o" || a == "--output" || a == "-x" {
-			i++
-			continue
-		}
-		if (strings.HasPrefix(a, "-o") && i == r.inv.OutputIndex) || strings.HasPrefix(a, "--output=") || strings.HasPrefix(a, "-x") {
-			continue
-		}
-		if inLink {
-			if drop, next := linkOnlyOption(a); drop {
-				if next {
-					i++
-				}
-				continue
-			}
-		}
-		if optionsWithSeparateArg[a] && i+1 < len(args) {
-			out = append(out, a, args[i+1])
-			i++
-			continue
-		}
-		out = append(out, a)
-	}
+	out := r.keptOptions(inLink, func(string) (bool, bool) { return false, false })
 	if inLink && r.inv.DepFile {
 		// gcc names the dependency file and target of a compile-and-link
 		// command after its output; the per-source command must say so.
@@ -520,19 +492,11 @@ func (r *run) unitArgs(in Input, obj string, inLink bool) []string {
 	return append(out, in.Path)
 }
 
-func linkDepFile(output, input string) string {
-	if output != "" {
-		return strings.TrimSuffix(output, filepath.Ext(output)) + ".d"
-	}
-	base := filepath.Base(input)
-	return strings.TrimSuffix(base, filepath.Ext(base)) + ".d"
-}
-
-// assembleArgs is the command that assembles kept assembly into obj: the
-// original options (the driver derives the assembler's flags from them:
-// --64, --gdwarf-5, -Wa,...) without inputs, outputs, languages and the
-// options that only make sense while preprocessing.
-func (r *run) assembleArgs(asmPath, obj string, inLink bool) []string {
+// keptOptions copies the options of the original command that a per-unit
+// command keeps: not the inputs, -c, the output or -x, nor (inLink) the
+// options that only the link takes, nor what drop names. drop reports
+// whether to leave an option out and whether its argument follows it.
+func (r *run) keptOptions(inLink bool, drop func(a string) (leave, withArg bool)) []string {
 	var out []string
 	args := r.inv.Args
 	for i := 0; i < len(args); i++ {
@@ -540,19 +504,21 @@ func (r *run) assembleArgs(asmPath, obj string, inLink bool) []string {
 		if r.isInputIndex(i) || a == "-c" {
 			continue
 		}
-		switch a {
-		case "-o", "--output", "-x", "-MF", "-MT", "-MQ":
+		if a == "-o" || a == "--output" || a == "-x" {
 			i++
 			continue
-		case "-MD", "-MMD", "-MP", "-MG", "-save-temps", "--save-temps", "-save-temps=obj", "-save-temps=cwd":
+		}
+		if (strings.HasPrefix(a, "-o") && i == r.inv.OutputIndex) || strings.HasPrefix(a, "--output=") || strings.HasPrefix(a, "-x") {
 			continue
 		}
-		if (strings.HasPrefix(a, "-o") && i == r.inv.OutputIndex) || strings.HasPrefix(a, "--output=") ||
-			strings.HasPrefix(a, "-x") || strings.HasPrefix(a, "-MF") || strings.HasPrefix(a, "-MT") || strings.HasPrefix(a, "-MQ") {
+		if leave, withArg := drop(a); leave {
+			if withArg {
+				i++
+			}
 			continue
 		}
 		if inLink {
-			if drop, next := linkOnlyOption(a); drop {
+			if leave, next := linkOnlyOption(a); leave {
 				if next {
 					i++
 				}
@@ -566,7 +532,39 @@ func (r *run) assembleArgs(asmPath, obj string, inLink bool) []string {
 		}
 		out = append(out, a)
 	}
+	return out
+}
+
+func linkDepFile(output, input string) string {
+	if output != "" {
+		return strings.TrimSuffix(output, filepath.Ext(output)) + ".d"
+	}
+	base := filepath.Base(input)
+	return strings.TrimSuffix(base, filepath.Ext(base)) + ".d"
+}
+
+// assembleArgs is the command that assembles kept assembly into obj: the
+// original options (the driver derives the assembler's flags from them:
+// --64, --gdwarf-5, -Wa,...) without inputs, outputs, languages and the
+// options that only make sense while preprocessing.
+func (r *run) assembleArgs(asmPath, obj string, inLink bool) []string {
+	out := r.keptOptions(inLink, preprocessOnlyOption)
 	return append(out, "-c", "-o", obj, "-x", "assembler", asmPath)
+}
+
+// preprocessOnlyOption names the dependency and save-temps options, which
+// an assembler input would act on wrongly.
+func preprocessOnlyOption(a string) (leave, withArg bool) {
+	switch a {
+	case "-MF", "-MT", "-MQ":
+		return true, true
+	case "-MD", "-MMD", "-MP", "-MG", "-save-temps", "--save-temps", "-save-temps=obj", "-save-temps=cwd":
+		return true, false
+	}
+	if strings.HasPrefix(a, "-MF") || strings.HasPrefix(a, "-MT") || strings.HasPrefix(a, "-MQ") {
+		return true, false
+	}
+	return false, false
 }
 
 // compileAndLink handles a command that compiles sources and links them:
