@@ -89,26 +89,36 @@ var AMD64 = &Arch{
 		}
 		return false
 	},
-	EncodeSyscalls: func(calls []SyscallCall) ([]byte, []int) {
+	EncodeSyscalls: func(calls []SyscallCall) SyscallCode {
 		// movabs $imm64 into rdi, rsi, rdx, r10, r8, r9: the system call
 		// argument registers in order.
 		argOps := [][2]byte{{0x48, 0xbf}, {0x48, 0xbe}, {0x48, 0xba}, {0x49, 0xba}, {0x49, 0xb8}, {0x49, 0xb9}}
-		var code []byte
-		var stops []int
+		var sc SyscallCode
 		for _, c := range calls {
-			code = append(code, 0xb8) // mov $nr, %eax
-			code = binary.LittleEndian.AppendUint32(code, uint32(c.Nr))
+			sc.Code = append(sc.Code, 0xb8) // mov $nr, %eax
+			sc.Code = binary.LittleEndian.AppendUint32(sc.Code, uint32(c.Nr))
 			for i, a := range c.Args {
-				code = append(code, argOps[i][0], argOps[i][1])
-				code = binary.LittleEndian.AppendUint64(code, a)
+				sc.Code = append(sc.Code, argOps[i][0], argOps[i][1])
+				sc.Code = binary.LittleEndian.AppendUint64(sc.Code, a)
 			}
-			code = append(code, 0x0f, 0x05)                         // syscall
-			code = append(code, 0x48, 0x85, 0xc0, 0x74, 0x01, 0xcc) // test %rax,%rax; je +1; int3
-			stops = append(stops, len(code))
+			sc.Code = append(sc.Code, 0x0f, 0x05) // syscall
+			switch c.Success {
+			case SuccessAlways:
+				sc.Failed = append(sc.Failed, -1)
+				continue
+			case SuccessArg0:
+				// The kernel preserves rdi across the call.
+				sc.Code = append(sc.Code, 0x48, 0x39, 0xf8) // cmp %rdi,%rax
+			default:
+				sc.Code = append(sc.Code, 0x48, 0x85, 0xc0) // test %rax,%rax
+			}
+			sc.Code = append(sc.Code, 0x74, 0x01, 0xcc) // je +1; int3
+			sc.Failed = append(sc.Failed, len(sc.Code))
 		}
-		code = append(code, 0xcc) // int3
-		stops[len(stops)-1] = len(code)
-		return code, stops
+		sc.Trap = len(sc.Code)
+		sc.Code = append(sc.Code, 0xcc) // int3
+		sc.Done = len(sc.Code)
+		return sc
 	},
 	DWARFPC:             16,
 	DWARFSP:             7,

@@ -189,10 +189,12 @@ func TestAMD64BranchesTo(t *testing.T) {
 }
 
 func TestAMD64EncodeSyscalls(t *testing.T) {
-	code, stops := AMD64.EncodeSyscalls([]SyscallCall{
+	sc := AMD64.EncodeSyscalls([]SyscallCall{
+		{Nr: 9, Args: []uint64{0x7f0000000000, 0x3000, 5, 0x100022, ^uint64(0), 0}, Success: SuccessArg0},
 		{Nr: 10, Args: []uint64{0x7f0000000000, 0x1000, 1}},
-		{Nr: 157, Args: []uint64{1, 2, 3, 4, 5}},
+		{Nr: 157, Args: []uint64{1, 2, 3, 4, 5}, Success: SuccessAlways},
 	})
+	code := sc.Code
 	var ops []string
 	for off := 0; off < len(code); {
 		inst, err := x86asm.Decode(code[off:], 64)
@@ -203,16 +205,27 @@ func TestAMD64EncodeSyscalls(t *testing.T) {
 		off += inst.Len
 	}
 	want := []string{
+		"MOV EAX, 0x9", "MOV RDI, 0x7f0000000000", "MOV RSI, 0x3000", "MOV RDX, 0x5", "MOV R10, 0x100022", "MOV R8, -0x1", "MOV R9, 0x0", "SYSCALL",
+		"CMP RAX, RDI", "JE .+1", "INT 0x3",
 		"MOV EAX, 0xa", "MOV RDI, 0x7f0000000000", "MOV RSI, 0x1000", "MOV RDX, 0x1", "SYSCALL",
 		"TEST RAX, RAX", "JE .+1", "INT 0x3",
 		"MOV EAX, 0x9d", "MOV RDI, 0x1", "MOV RSI, 0x2", "MOV RDX, 0x3", "MOV R10, 0x4", "MOV R8, 0x5", "SYSCALL",
-		"TEST RAX, RAX", "JE .+1", "INT 0x3", "INT 0x3",
+		"INT 0x3",
 	}
 	if strings.Join(ops, "; ") != strings.Join(want, "; ") {
 		t.Fatalf("sequence decodes as\n%s\nwant\n%s", strings.Join(ops, "; "), strings.Join(want, "; "))
 	}
-	// The first call's failure traps at its own int3; success at the end.
-	if len(stops) != 2 || code[stops[0]-1] != 0xcc || stops[1] != len(code) {
-		t.Fatalf("stops %v in %d bytes", stops, len(code))
+	// Each checked call's failure traps at its own int3, the unchecked
+	// one has none, and success stops past the final int3.
+	if len(sc.Failed) != 3 || sc.Failed[2] != -1 || sc.Done != len(code) || sc.Trap != len(code)-1 || code[sc.Trap] != 0xcc {
+		t.Fatalf("failed %v, done %d, trap %d, in %d bytes", sc.Failed, sc.Done, sc.Trap, len(code))
+	}
+	for i := 0; i < 2; i++ {
+		if code[sc.Failed[i]-1] != 0xcc || sc.FailedCall(sc.Failed[i]) != i {
+			t.Errorf("call %d: failure stop %d does not follow an int3 or is not found", i, sc.Failed[i])
+		}
+	}
+	if sc.FailedCall(sc.Done) != -1 || sc.FailedCall(-1) != -1 {
+		t.Error("the success stop, or an unchecked call, reported as a failure")
 	}
 }

@@ -68,6 +68,47 @@ type Syscalls struct {
 type SyscallCall struct {
 	Nr   int
 	Args []uint64
+	// Success says which result lets the sequence go on.
+	Success SyscallSuccess
+}
+
+// SyscallSuccess says how a sequence recognises a call that succeeded.
+type SyscallSuccess uint8
+
+const (
+	// SuccessZero: the call returns 0 (mprotect, munmap).
+	SuccessZero SyscallSuccess = iota
+	// SuccessArg0: the call returns its first argument (mmap at a fixed
+	// address).
+	SuccessArg0
+	// SuccessAlways: the result is not checked; the call is optional
+	// (naming a mapping, which older kernels refuse).
+	SuccessAlways
+)
+
+// SyscallCode is a sequence of system calls encoded to run in the target.
+type SyscallCode struct {
+	Code []byte
+	// Failed[i] is the offset, from the start of Code, at which the
+	// program counter stops when call i fails, with its result in the
+	// result register; -1 for a call whose result is not checked.
+	Failed []int
+	// Done is the offset at which it stops after the last call.
+	Done int
+	// Trap is the offset of the final trap instruction, which a call
+	// injected while the code is in place may return to.
+	Trap int
+}
+
+// FailedCall returns the index of the call whose failure stops the code at
+// offset off, or -1.
+func (c SyscallCode) FailedCall(off int) int {
+	for i, f := range c.Failed {
+		if f >= 0 && f == off {
+			return i
+		}
+	}
+	return -1
 }
 
 // Arch is one architecture's table.
@@ -116,13 +157,12 @@ type Arch struct {
 	// Undecodable code counts as branching there.
 	BranchesTo func(code []byte, addr, target uint64) bool
 	// EncodeSyscalls returns code that makes each call in turn and traps
-	// after the last one, or right after the first call that returns a
-	// non-zero value, with that value in the result register. stops[i] is
-	// the offset, from the start of the code, of the address the trap
-	// after call i leaves the program counter at; it is stops[len-1] on
-	// success. Running a sequence costs one round trip between tracer and
+	// after the last one, or right after the first call whose result is
+	// not the success its Success field describes. Every argument is an
+	// immediate: the code reads no memory and may run from any executable
+	// address. Running a sequence costs one round trip between tracer and
 	// tracee instead of one per call.
-	EncodeSyscalls func(calls []SyscallCall) (code []byte, stops []int)
+	EncodeSyscalls func(calls []SyscallCall) SyscallCode
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.

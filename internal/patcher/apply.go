@@ -20,20 +20,16 @@ func (s *session) apply(plans []*plan, res *Result) error {
 	if err := s.checkStoppable(); err != nil {
 		return err
 	}
+	now := time.Now().UTC()
+	for _, pl := range plans {
+		pl.hdr.AppliedAt = now.Format(time.RFC3339Nano)
+	}
+	// Mapping, filling and registering the regions' call frame
+	// information take one stop of one thread.
 	if err := s.mapRegions(plans); err != nil {
 		return s.rollbackMapped(err)
 	}
 	if err := s.opt.hit("after-mmap"); err != nil {
-		return s.rollbackMapped(err)
-	}
-	now := time.Now().UTC()
-	for _, pl := range plans {
-		pl.hdr.AppliedAt = now.Format(time.RFC3339Nano)
-		if err := s.writeImage(pl); err != nil {
-			return s.rollbackMapped(err)
-		}
-	}
-	if err := s.registerFrames(plans); err != nil {
 		return s.rollbackMapped(err)
 	}
 	var danger []dangerRange

@@ -2,8 +2,8 @@ package patcher
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"unsafe"
 
@@ -43,57 +43,189 @@ const (
 )
 
 // mapRegions maps every planned region with a single thread stopped, sets
-// the protections of its parts, and names it where the kernel can. Each
-// region is mapped read+execute by an injected mmap; then one sequence of
-// calls, written into the first region's text and run in one go, sets the
-// header, rodata and data parts to their final protections. Every round
-// trip to the stopped thread is a context switch or two, so one sequence
-// beats a system call at a time.
+// the protections of its parts, names it where the kernel can, copies the
+// image in, and registers its call frame information with the target's
+// unwinder when the process has one, so that the target sees one stop.
+//
+// Every round trip to the stopped thread costs context switches, so the
+// system calls run as one sequence of code. Where an executable segment
+// leaves room at the end of its last page (see reserveScratch), the whole
+// sequence, mmap included, runs from there in one round trip; otherwise
+// the mmap is injected alone and the rest runs from the new region's text.
+// The image is written after the thread resumed, the header last; only
+// the frames that libgcc reads when they are registered go in before.
 func (s *session) mapRegions(plans []*plan) error {
-	defer s.noteThreadStop()
-	return s.tr.Do(func(c *ptrace.Ctl) error {
+	unwinder, withFrames := s.frameRegistration(plans)
+	calls := s.setupCalls(plans)
+	sc, err := s.writeScratchSequence(plans, calls)
+	if err != nil {
+		return err
+	}
+	registered := map[*plan]bool{}
+	err = s.tr.Do(func(c *ptrace.Ctl) error {
 		return s.withInjector(c, func(th *ptrace.Thread) error {
-			return s.mapOnThread(c, th, plans)
+			var err error
+			if sc != nil {
+				err = s.mapFromScratch(c, th, sc, calls)
+			} else {
+				err = s.mapOnThread(c, th, plans, calls)
+			}
+			if err != nil {
+				return err
+			}
+			for _, pl := range withFrames {
+				ret := pl.l.trapAddr
+				if sc != nil {
+					ret = sc.code + uint64(sc.seq.Trap)
+				}
+				if err := s.registerFrames(c, th, unwinder, pl, ret); err != nil {
+					return err
+				}
+				registered[pl] = true
+			}
+			return nil
 		})
 	})
+	s.noteThreadStop()
+	if sc != nil {
+		if rerr := s.releaseScratch(sc); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, pl := range plans {
+		if registered[pl] {
+			err = s.writeAfterRegistration(pl)
+		} else {
+			err = s.writeImage(pl)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// mapOnThread maps the regions from a stopped thread.
-func (s *session) mapOnThread(c *ptrace.Ctl, th *ptrace.Thread, plans []*plan) error {
-	var calls []arch.SyscallCall
-	var what []string
+// setupCall is one system call that prepares a region.
+type setupCall struct {
+	arch.SyscallCall
+	plan *plan
+	what string
+}
+
+// setupCalls lists, for each region, the mmap that creates it read and
+// execute, the mprotects that give its other parts their protection, and
+// the prctl that names it (its name's address is filled in later, where
+// the name is written). Without MAP_FIXED_NOREPLACE an old kernel would
+// take the address as a hint; the mmap must return it exactly.
+func (s *session) setupCalls(plans []*plan) []setupCall {
+	var calls []setupCall
 	for _, pl := range plans {
 		l := pl.l
-		addr, err := c.Syscall(th, s.insn, s.a.Sys.Mmap, l.base, l.size, protRead|protExec,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
-		if err != nil {
-			return fmt.Errorf("map the region of patch %s at %#x in pid %d: %w", pl.hdr.ID, l.base, s.p.Pid, err)
-		}
-		if addr != l.base {
-			// An old kernel without MAP_FIXED_NOREPLACE treats it as
-			// a hint; a region elsewhere is out of reach.
-			_, _ = c.Syscall(th, s.insn, s.a.Sys.Munmap, addr, l.size)
-			return fmt.Errorf("map the region of patch %s in pid %d: the kernel placed it at %#x, not %#x", pl.hdr.ID, s.p.Pid, addr, l.base)
-		}
-		s.mapped = append(s.mapped, [2]uint64{l.base, l.size})
+		calls = append(calls, setupCall{plan: pl, what: fmt.Sprintf("map the region of patch %s at %#x", pl.hdr.ID, l.base),
+			SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Mmap, Success: arch.SuccessArg0,
+				Args: []uint64{l.base, l.size, protRead | protExec, unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0}}})
 		for _, part := range l.parts {
 			if part.Prot == "r-x" {
 				continue
 			}
-			calls = append(calls, arch.SyscallCall{Nr: s.a.Sys.Mprotect, Args: []uint64{l.base + part.Off, part.Size, protOf(part.Prot)}})
-			what = append(what, fmt.Sprintf("protect the %s of patch %s", part.Name, pl.hdr.ID))
+			calls = append(calls, setupCall{plan: pl, what: fmt.Sprintf("protect the %s of patch %s", part.Name, pl.hdr.ID),
+				SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Mprotect, Args: []uint64{l.base + part.Off, part.Size, protOf(part.Prot)}}})
 		}
-		if nameAt, ok := s.writeRegionName(pl); ok {
-			calls = append(calls, arch.SyscallCall{Nr: s.a.Sys.Prctl, Args: []uint64{prSetVMA, prSetVMAAnonName, l.base, l.size, nameAt}})
-			what = append(what, "name the region of patch "+pl.hdr.ID)
+		if regionName(pl) != nil {
+			calls = append(calls, setupCall{plan: pl, what: "name the region of patch " + pl.hdr.ID,
+				SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Prctl, Success: arch.SuccessAlways,
+					Args: []uint64{prSetVMA, prSetVMAAnonName, l.base, l.size, 0}}})
 		}
 	}
-	return s.runSequence(c, th, plans, calls, what)
+	return calls
+}
+
+func syscallCalls(calls []setupCall) []arch.SyscallCall {
+	out := make([]arch.SyscallCall, len(calls))
+	for i, c := range calls {
+		out[i] = c.SyscallCall
+	}
+	return out
+}
+
+// mapFromScratch runs the whole set-up sequence from the scratch code.
+func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, calls []setupCall) error {
+	regs, err := c.RunCode(th, sc.code)
+	if err != nil {
+		return err
+	}
+	off := int(regs.PC() - sc.code)
+	// A region is mapped once its mmap passed its check: the code went
+	// past the trap that follows it.
+	for i, call := range calls {
+		if call.Success == arch.SuccessArg0 && sc.seq.Failed[i] < off {
+			s.mapped = append(s.mapped, [2]uint64{call.Args[0], call.Args[1]})
+		}
+	}
+	if off == sc.seq.Done {
+		return nil
+	}
+	failed := sc.seq.FailedCall(off)
+	if failed < 0 {
+		return fmt.Errorf("the set-up code in pid %d stopped at an unexpected place (%#x, code at %#x)", s.p.Pid, regs.PC(), sc.code)
+	}
+	return s.setupFailed(c, th, calls[failed], regs.Result())
+}
+
+// setupFailed reports a set-up call that failed with result res. An mmap
+// that returned an address other than the one asked for ran on a kernel
+// that took MAP_FIXED_NOREPLACE as a hint: the mapping it made is
+// removed, a region out of reach being of no use.
+func (s *session) setupFailed(c *ptrace.Ctl, th *ptrace.Thread, call setupCall, res uint64) error {
+	if v := int64(res); v < 0 && v > -4096 {
+		return fmt.Errorf("%s in pid %d: %w", call.what, s.p.Pid, &ptrace.SyscallError{Nr: call.Nr, Errno: unix.Errno(-v)})
+	}
+	if call.Success == arch.SuccessArg0 {
+		_, _ = c.Syscall(th, s.insn, s.a.Sys.Munmap, res, call.Args[1])
+		return fmt.Errorf("%s in pid %d: the kernel placed it at %#x instead", call.what, s.p.Pid, res)
+	}
+	return fmt.Errorf("%s in pid %d: unexpected result %#x", call.what, s.p.Pid, res)
+}
+
+// mapOnThread maps the regions from a stopped thread when there is no
+// scratch room: each mmap is injected alone, the rest runs from the text
+// of a new region.
+func (s *session) mapOnThread(c *ptrace.Ctl, th *ptrace.Thread, plans []*plan, calls []setupCall) error {
+	var rest []setupCall
+	for _, call := range calls {
+		switch {
+		case call.Success == arch.SuccessArg0:
+			addr, err := c.Syscall(th, s.insn, call.Nr, call.Args...)
+			if err != nil {
+				return fmt.Errorf("%s in pid %d: %w", call.what, s.p.Pid, err)
+			}
+			if addr != call.Args[0] {
+				return s.setupFailed(c, th, call, addr)
+			}
+			s.mapped = append(s.mapped, [2]uint64{call.Args[0], call.Args[1]})
+		case call.Nr == s.a.Sys.Prctl:
+			// The kernel copies the name: the header page, which the
+			// image overwrites afterwards, can hold it.
+			at := call.plan.l.base + call.plan.l.headerSize - 128
+			if err := s.mem.WriteAt(regionName(call.plan), at); err != nil {
+				continue
+			}
+			call.Args = append([]uint64(nil), call.Args...)
+			call.Args[4] = at
+			rest = append(rest, call)
+		default:
+			rest = append(rest, call)
+		}
+	}
+	return s.runSequence(c, th, plans, rest)
 }
 
 // runSequence runs calls on th, from code written into the text of the
 // first region that has one, or one call at a time without one.
-func (s *session) runSequence(c *ptrace.Ctl, th *ptrace.Thread, plans []*plan, calls []arch.SyscallCall, what []string) error {
+func (s *session) runSequence(c *ptrace.Ctl, th *ptrace.Thread, plans []*plan, calls []setupCall) error {
 	if len(calls) == 0 {
 		return nil
 	}
@@ -105,52 +237,31 @@ func (s *session) runSequence(c *ptrace.Ctl, th *ptrace.Thread, plans []*plan, c
 			}
 		}
 	}
-	code, stops := s.a.EncodeSyscalls(calls)
 	if at == 0 || s.a.EncodeSyscalls == nil {
-		for i, call := range calls {
-			if _, err := c.Syscall(th, s.insn, call.Nr, call.Args...); err != nil && !isNaming(what[i]) {
-				return fmt.Errorf("%s in pid %d: %w", what[i], s.p.Pid, err)
+		for _, call := range calls {
+			if _, err := c.Syscall(th, s.insn, call.Nr, call.Args...); err != nil && call.Success != arch.SuccessAlways {
+				return fmt.Errorf("%s in pid %d: %w", call.what, s.p.Pid, err)
 			}
 		}
 		return nil
 	}
-	if err := s.mem.WriteAt(code, at); err != nil {
+	seq := s.a.EncodeSyscalls(syscallCalls(calls))
+	if err := s.mem.WriteAt(seq.Code, at); err != nil {
 		return fmt.Errorf("write the set-up code into pid %d: %w", s.p.Pid, err)
 	}
-	for {
-		regs, err := c.RunCode(th, at)
-		if err != nil {
-			return err
-		}
-		off := int(regs.PC() - at)
-		if off == stops[len(stops)-1] {
-			return nil
-		}
-		failed := -1
-		for i, stop := range stops {
-			if stop == off {
-				failed = i
-			}
-		}
-		if failed < 0 {
-			return fmt.Errorf("set-up code in pid %d stopped at an unexpected place (%#x)", s.p.Pid, regs.PC())
-		}
-		if !isNaming(what[failed]) {
-			return fmt.Errorf("%s in pid %d: %w", what[failed], s.p.Pid, &ptrace.SyscallError{Nr: calls[failed].Nr, Errno: unix.Errno(-int64(regs.Result()))})
-		}
-		// Naming is optional: run the rest.
-		calls, what = calls[failed+1:], what[failed+1:]
-		if len(calls) == 0 {
-			return nil
-		}
-		code, stops = s.a.EncodeSyscalls(calls)
-		if err := s.mem.WriteAt(code, at); err != nil {
-			return err
-		}
+	regs, err := c.RunCode(th, at)
+	if err != nil {
+		return err
 	}
+	off := int(regs.PC() - at)
+	if off == seq.Done {
+		return nil
+	}
+	if failed := seq.FailedCall(off); failed >= 0 {
+		return s.setupFailed(c, th, calls[failed], regs.Result())
+	}
+	return fmt.Errorf("the set-up code in pid %d stopped at an unexpected place (%#x)", s.p.Pid, regs.PC())
 }
-
-func isNaming(what string) bool { return strings.HasPrefix(what, "name ") }
 
 var anonNames struct {
 	sync.Once
@@ -229,18 +340,20 @@ func (s *session) withInjector(c *ptrace.Ctl, fn func(th *ptrace.Thread) error) 
 	if err != nil {
 		return err
 	}
-	defer c.Detach(th)
-	return fn(th)
+	err = fn(th)
+	if derr := c.Detach(th); derr != nil && err == nil {
+		err = derr
+	}
+	return err
 }
 
-// writeRegionName prepares the label "[anon:hotpatch ID]" that
-// /proc/PID/maps shows for the region where the kernel supports anonymous
-// names (CONFIG_ANON_VMA_NAME). The kernel copies the name, so it is
-// written into the header page, which the image overwrites afterwards.
-// Without kernel support, the header alone identifies a region.
-func (s *session) writeRegionName(pl *plan) (uint64, bool) {
+// regionName is the label "[anon:hotpatch ID]" that /proc/PID/maps shows
+// for the region where the kernel supports anonymous names
+// (CONFIG_ANON_VMA_NAME), NUL-terminated, or nil without kernel support:
+// the header alone identifies a region.
+func regionName(pl *plan) []byte {
 	if !anonNamesSupported() {
-		return 0, false
+		return nil
 	}
 	name := []byte("hotpatch ")
 	for _, ch := range []byte(pl.hdr.ID) {
@@ -250,65 +363,87 @@ func (s *session) writeRegionName(pl *plan) (uint64, bool) {
 			name = append(name, '_')
 		}
 	}
-	name = append(name[:min(len(name), 79)], 0)
-	at := pl.l.base + pl.l.headerSize - 128
-	if err := s.mem.WriteAt(name, at); err != nil {
-		return 0, false
-	}
-	return at, true
+	return append(name[:min(len(name), 79)], 0)
 }
 
 // unmapAll removes the regions this operation mapped, stopping one thread
-// if none is stopped.
+// if none is stopped. Call frame information registered from a region is
+// withdrawn first, or the next exception would read unmapped memory. The
+// munmaps run as one sequence from scratch room when there is some.
 func (s *session) unmapAll(c *ptrace.Ctl) error {
 	if len(s.mapped) == 0 {
 		return nil
 	}
-	var th *ptrace.Thread
+	var calls []setupCall
+	for _, m := range s.mapped {
+		calls = append(calls, setupCall{what: fmt.Sprintf("unmap the region at %#x", m[0]),
+			SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Munmap, Args: []uint64{m[0], m[1]}}})
+	}
+	sc, err := s.writeScratchSequence(nil, calls)
+	if err != nil {
+		sc = nil
+	}
+	var stopped *ptrace.Thread
 	for _, t := range c.Threads() {
 		if t.Stopped {
-			th = t
+			stopped = t
 			break
 		}
 	}
-	detach := false
-	if th == nil {
-		candidate := s.injectorCandidate()
-		defer c.Realtime()()
-		defer c.BesideThread(candidate)()
-		var err error
-		if th, err = s.stopInjector(c, candidate); err != nil {
-			return err
-		}
-		detach = true
+	if stopped != nil {
+		err = s.unmapOn(c, stopped, sc, calls)
+	} else {
+		err = s.withInjector(c, func(th *ptrace.Thread) error { return s.unmapOn(c, th, sc, calls) })
 	}
-	var firstErr error
+	if sc != nil {
+		if rerr := s.releaseScratch(sc); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	s.mapped = nil
+	return err
+}
+
+// unmapOn withdraws the call frame information of the regions and unmaps
+// them from the stopped thread th.
+func (s *session) unmapOn(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, calls []setupCall) error {
+	var errs []error
 	for _, m := range s.mapped {
-		// Call frame information registered from the region must be
-		// withdrawn before the region goes, or the next exception
-		// would read unmapped memory.
 		for i := 0; i < len(s.frames); i++ {
 			f := s.frames[i]
 			if f.eh < m[0] || f.eh >= m[0]+m[1] {
 				continue
 			}
-			if _, err := c.Call(th, f.dereg, f.trap, f.eh); err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("withdraw the call frame information of the region at %#x in pid %d: %w", m[0], s.p.Pid, err)
+			if _, err := c.Call(th, f.dereg, f.trap, f.eh); err != nil {
+				errs = append(errs, fmt.Errorf("withdraw the call frame information of the region at %#x in pid %d: %w", m[0], s.p.Pid, err))
 			}
 			s.frames = append(s.frames[:i], s.frames[i+1:]...)
 			i--
 		}
-		if _, err := c.Syscall(th, s.insn, s.a.Sys.Munmap, m[0], m[1]); err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("unmap the region at %#x in pid %d: %w", m[0], s.p.Pid, err)
+	}
+	rest := calls
+	if sc != nil {
+		regs, err := c.RunCode(th, sc.code)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		off := int(regs.PC() - sc.code)
+		switch failed := sc.seq.FailedCall(off); {
+		case off == sc.seq.Done:
+			rest = nil
+		case failed >= 0:
+			errs = append(errs, s.setupFailed(c, th, calls[failed], regs.Result()))
+			rest = calls[failed+1:]
+		default:
+			return errors.Join(append(errs, fmt.Errorf("the unmapping code in pid %d stopped at an unexpected place (%#x, code at %#x)", s.p.Pid, regs.PC(), sc.code))...)
 		}
 	}
-	s.mapped = nil
-	if detach {
-		if err := c.Detach(th); err != nil && firstErr == nil {
-			firstErr = err
+	for _, call := range rest {
+		if _, err := c.Syscall(th, s.insn, call.Nr, call.Args...); err != nil {
+			errs = append(errs, fmt.Errorf("%s in pid %d: %w", call.what, s.p.Pid, err))
 		}
 	}
-	return firstErr
+	return errors.Join(errs...)
 }
 
 // frameReg is call frame information of a region registered with the
@@ -329,37 +464,77 @@ func (s *session) frameFuncs() (reg, dereg uint64, ok bool) {
 	return reg, dereg, err1 == nil && err2 == nil
 }
 
-// registerFrames registers the call frame information of the new regions
-// with the target's unwinder, with one thread stopped, before any jump
-// makes the patch code reachable. The frame object lives in the region,
-// so the registration allocates nothing.
-func (s *session) registerFrames(plans []*plan) error {
-	reg, dereg, ok := s.frameFuncs()
-	if !ok {
-		return nil
-	}
-	var todo []*plan
+// frameRegistration returns libgcc's registration function and the plans
+// whose call frame information it must learn, or none when the process
+// has no such unwinder (a C program: nothing throws through it).
+func (s *session) frameRegistration(plans []*plan) (fns unwinderFuncs, todo []*plan) {
 	for _, pl := range plans {
 		if pl.l.ehSize > 0 && pl.l.frameObj != 0 {
 			todo = append(todo, pl)
 		}
 	}
 	if len(todo) == 0 {
-		return nil
+		return unwinderFuncs{}, nil
 	}
-	defer s.noteThreadStop()
-	return s.tr.Do(func(c *ptrace.Ctl) error {
-		return s.withInjector(c, func(th *ptrace.Thread) error {
-			for _, pl := range todo {
-				if _, err := c.Call(th, reg, pl.l.trapAddr, pl.l.ehAddr, pl.l.frameObj); err != nil {
-					return fmt.Errorf("register the call frame information of patch %s with the unwinder of pid %d: %w", pl.hdr.ID, s.p.Pid, err)
-				}
-				s.frames = append(s.frames, frameReg{eh: pl.l.ehAddr, trap: pl.l.trapAddr, dereg: dereg})
-				pl.hdr.EHRegistered = true
-			}
-			return nil
-		})
-	})
+	reg, dereg, ok := s.frameFuncs()
+	if !ok {
+		return unwinderFuncs{}, nil
+	}
+	return unwinderFuncs{reg: reg, dereg: dereg}, todo
+}
+
+// unwinderFuncs are libgcc's functions that register and withdraw call
+// frame information.
+type unwinderFuncs struct{ reg, dereg uint64 }
+
+// registerFrames registers the call frame information of a new region with
+// the target's unwinder, on the thread stopped to map it, before any jump
+// makes the patch code reachable. libgcc reads the frames when they are
+// registered, so they are written first; the rest of the image is written
+// after the thread resumed (see writeAfterRegistration). The call returns
+// to a trap at ret: the scratch code's, or the region's own, written here
+// too. The frame object lives in the region, so the registration
+// allocates nothing.
+func (s *session) registerFrames(c *ptrace.Ctl, th *ptrace.Thread, fns unwinderFuncs, pl *plan, ret uint64) error {
+	l := pl.l
+	spans := [][2]uint64{{l.ehAddr, l.ehSize}}
+	if ret == l.trapAddr {
+		spans = append(spans, [2]uint64{l.trapAddr, 16})
+	}
+	for _, span := range spans {
+		off := span[0] - l.base
+		if err := s.mem.WriteAt(l.image[off:off+span[1]], span[0]); err != nil {
+			return fmt.Errorf("copy the call frame information of patch %s into pid %d: %w", pl.hdr.ID, s.p.Pid, err)
+		}
+	}
+	if _, err := c.Call(th, fns.reg, ret, l.ehAddr, l.frameObj); err != nil {
+		return fmt.Errorf("register the call frame information of patch %s with the unwinder of pid %d: %w", pl.hdr.ID, s.p.Pid, err)
+	}
+	s.frames = append(s.frames, frameReg{eh: l.ehAddr, trap: l.trapAddr, dereg: fns.dereg})
+	pl.hdr.EHRegistered = true
+	return nil
+}
+
+// writeAfterRegistration writes the image of a region whose call frame
+// information is registered: everything but the frame object, which libgcc
+// filled in and links to its other objects, and the header last, so that
+// a header exists only for a complete region and records the
+// registration.
+func (s *session) writeAfterRegistration(pl *plan) error {
+	l := pl.l
+	obj := l.frameObj - l.base
+	for _, span := range [][2]uint64{{l.headerSize, obj}, {obj + frameObjectSize, uint64(len(l.image))}} {
+		if span[1] <= span[0] {
+			continue
+		}
+		if err := s.mem.WriteAt(l.image[span[0]:span[1]], l.base+span[0]); err != nil {
+			return fmt.Errorf("copy patch %s into pid %d: %w", pl.hdr.ID, s.p.Pid, err)
+		}
+	}
+	if err := s.writeHeader(pl.hdr, l.headerSize); err != nil {
+		return fmt.Errorf("write the header of patch %s into pid %d: %w", pl.hdr.ID, s.p.Pid, err)
+	}
+	return nil
 }
 
 // noteRegistered records that a region found in the process registered
