@@ -331,7 +331,8 @@ func (s *session) stopInjector(c *ptrace.Ctl, candidate int) (*ptrace.Thread, er
 }
 
 // withInjector stops one thread to run injected calls on, with the tracer
-// beside it on its CPU and in a real-time class, runs fn, and resumes it.
+// beside it on its CPU and in a real-time class and the thread confined to
+// that CPU, runs fn, and resumes it.
 func (s *session) withInjector(c *ptrace.Ctl, fn func(th *ptrace.Thread) error) error {
 	candidate := s.injectorCandidate()
 	defer c.Realtime()()
@@ -340,9 +341,16 @@ func (s *session) withInjector(c *ptrace.Ctl, fn func(th *ptrace.Thread) error) 
 	if err != nil {
 		return err
 	}
+	release, afterResume := confineBeside(th.Tid)
 	err = fn(th)
+	if !afterResume {
+		release()
+	}
 	if derr := c.Detach(th); derr != nil && err == nil {
 		err = derr
+	}
+	if afterResume {
+		release()
 	}
 	return err
 }
