@@ -25,11 +25,12 @@ import (
 // mmap must run alone first, since the region that would hold the rest
 // does not exist yet.
 //
-// If the tool dies while the code is in place, the bytes stay: they are
-// unreachable, and the next run saves and restores whatever it finds. If
-// it dies while the thread runs the code, the kernel detaches the thread,
-// which finishes the sequence and reaches its trap: the process gets
-// SIGTRAP, as with any code injected by ptrace.
+// If the tool dies before or after the stop, the code stays in place: it
+// is unreachable, and the next run saves and restores whatever it finds
+// there. If it dies during the stop, the kernel resumes the thread where
+// it is, with the registers of the injected code, and the process dies of
+// SIGTRAP or SIGSEGV, as with any code injected by ptrace (a system call
+// injected by single-stepping has the same window).
 type scratch struct {
 	path string
 	// at is the first byte written; code is where the sequence starts.
