@@ -332,11 +332,13 @@ func (s *session) stopInjector(c *ptrace.Ctl, candidate int) (*ptrace.Thread, er
 
 // withInjector stops one thread to run injected calls on, with the tracer
 // beside it on its CPU and in a real-time class and the thread confined to
-// that CPU, runs fn, and resumes it.
+// that CPU, runs fn, resumes the thread, and moves the tracer off its CPU.
 func (s *session) withInjector(c *ptrace.Ctl, fn func(th *ptrace.Thread) error) error {
 	candidate := s.injectorCandidate()
+	leave := leaveAfterwards()
 	defer c.Realtime()()
 	defer c.BesideThread(candidate)()
+	defer leave()
 	th, err := s.stopInjector(c, candidate)
 	if err != nil {
 		return err

@@ -61,6 +61,35 @@ func confineBeside(tid int) (release func(), releaseAfterResume bool) {
 
 const cpuSetBits = int(unsafe.Sizeof(unix.CPUSet{})) * 8
 
+// leaveAfterwards returns a function that moves the tracer thread off the
+// CPU it was moved to for a stop, while it still runs there in a
+// real-time class, to the others it may run on. Staying, the tracer would
+// go on with the operation's work on that CPU once its real-time class is
+// dropped, and the thread just resumed there would wait for its turn:
+// measured on a loaded 2-CPU VM, a single-threaded program's largest gap
+// during a patch went from about 0.35 to 0.25 ms.
+func leaveAfterwards() func() {
+	var own unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &own); err != nil {
+		return func() {}
+	}
+	return func() {
+		var here unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &here); err != nil || here.Count() != 1 {
+			return
+		}
+		away := own
+		for cpu := 0; cpu < cpuSetBits; cpu++ {
+			if here.IsSet(cpu) {
+				away.Clear(cpu)
+			}
+		}
+		if away.Count() > 0 {
+			_ = unix.SchedSetaffinity(0, &away)
+		}
+	}
+}
+
 var online struct {
 	sync.Once
 	set unix.CPUSet

@@ -1,6 +1,7 @@
 package patcher
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/hotpatch/hotpatch/internal/patcher/patchertest"
@@ -77,4 +78,49 @@ func TestParseCPUList(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+}
+
+func TestLeaveAfterwardsMovesOffTheStopCPU(t *testing.T) {
+	var mine unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &mine); err != nil || mine.Count() < 2 {
+		t.Skipf("this process may run on a single CPU (%v): there is nowhere to move to", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The thread's affinity is changed: it must die with the test.
+		runtime.LockOSThread()
+		var own unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &own); err != nil {
+			t.Error(err)
+			return
+		}
+		if own.Count() < 2 {
+			t.Error("this thread may run on a single CPU, the test's thread on more")
+			return
+		}
+		leave := leaveAfterwards()
+		cpu := 0
+		for !own.IsSet(cpu) {
+			cpu++
+		}
+		var one unix.CPUSet
+		one.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			t.Error(err)
+			return
+		}
+		leave()
+		var got unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &got); err != nil {
+			t.Error(err)
+			return
+		}
+		want := own
+		want.Clear(cpu)
+		if got != want {
+			t.Errorf("after leaving CPU %d the thread may run on %d CPUs, want the %d others", cpu, got.Count(), want.Count())
+		}
+	}()
+	<-done
 }
