@@ -332,16 +332,21 @@ func (s *session) stopInjector(c *ptrace.Ctl, candidate int) (*ptrace.Thread, er
 
 // withInjector stops one thread to run injected calls on, with the tracer
 // beside it on its CPU and in a real-time class and the thread confined to
-// that CPU, runs fn, resumes the thread, and moves the tracer off its CPU.
+// that CPU, runs fn, and resumes the thread. A thread that was running,
+// not blocked in a system call, needs its CPU back at once: the tracer
+// then moves off it (see leaveAfterwards); beside a thread that goes back
+// to sleep it stays, rather than land on a CPU where another thread runs.
 func (s *session) withInjector(c *ptrace.Ctl, fn func(th *ptrace.Thread) error) error {
 	candidate := s.injectorCandidate()
 	leave := leaveAfterwards()
 	defer c.Realtime()()
 	defer c.BesideThread(candidate)()
-	defer leave()
 	th, err := s.stopInjector(c, candidate)
 	if err != nil {
 		return err
+	}
+	if !th.Regs.InSyscall() {
+		defer leave()
 	}
 	release, afterResume := confineBeside(th.Tid)
 	err = fn(th)
