@@ -120,6 +120,31 @@ var AMD64 = &Arch{
 		sc.Done = len(sc.Code)
 		return sc
 	},
+	EncodeCopy: func(dst, src, n uint64) []byte {
+		code := []byte{0x48, 0xbf} // movabs $dst, %rdi
+		code = binary.LittleEndian.AppendUint64(code, dst)
+		code = append(code, 0x48, 0xbe) // movabs $src, %rsi
+		code = binary.LittleEndian.AppendUint64(code, src)
+		code = append(code, 0x48, 0xb9) // movabs $n, %rcx
+		code = binary.LittleEndian.AppendUint64(code, n)
+		// cld; rep movsb: the thread may have been stopped with the
+		// direction flag set.
+		return append(code, 0xfc, 0xf3, 0xa4)
+	},
+	EncodeCall: func(fn uint64, args []uint64) []byte {
+		// lea -384(%rsp),%rsp; and $-16,%rsp: below the red zone, and
+		// 16-aligned at the call as the psABI requires.
+		code := []byte{0x48, 0x8d, 0xa4, 0x24, 0x80, 0xfe, 0xff, 0xff, 0x48, 0x83, 0xe4, 0xf0}
+		// movabs into rdi, rsi, rdx, rcx, r8, r9.
+		argOps := [][2]byte{{0x48, 0xbf}, {0x48, 0xbe}, {0x48, 0xba}, {0x48, 0xb9}, {0x49, 0xb8}, {0x49, 0xb9}}
+		for i, a := range args {
+			code = append(code, argOps[i][0], argOps[i][1])
+			code = binary.LittleEndian.AppendUint64(code, a)
+		}
+		code = append(code, 0x48, 0xb8) // movabs $fn, %rax
+		code = binary.LittleEndian.AppendUint64(code, fn)
+		return append(code, 0xff, 0xd0) // call *%rax
+	},
 	DWARFPC:             16,
 	DWARFSP:             7,
 	DWARFFP:             6,

@@ -229,3 +229,32 @@ func TestAMD64EncodeSyscalls(t *testing.T) {
 		t.Error("the success stop, or an unchecked call, reported as a failure")
 	}
 }
+
+func decodeAll(t *testing.T, code []byte) string {
+	t.Helper()
+	var ops []string
+	for off := 0; off < len(code); {
+		inst, err := x86asm.Decode(code[off:], 64)
+		if err != nil {
+			t.Fatalf("undecodable at %d: % x", off, code[off:])
+		}
+		ops = append(ops, inst.String())
+		off += inst.Len
+	}
+	return strings.Join(ops, "; ")
+}
+
+func TestAMD64EncodeCopyAndCall(t *testing.T) {
+	got := decodeAll(t, AMD64.EncodeCopy(0x7f0000001000, 0x55550000, 0x48))
+	want := "MOV RDI, 0x7f0000001000; MOV RSI, 0x55550000; MOV RCX, 0x48; CLD; REP MOVSB [RDI], [RSI]"
+	if got != want {
+		t.Errorf("copy decodes as\n%s\nwant\n%s", got, want)
+	}
+	got = decodeAll(t, AMD64.EncodeCall(0x7f0000002000, []uint64{1, 2, 3, 4, 5, 6}))
+	// x86asm shows the absent index register of the SIB byte as Reg(0):
+	// objdump reads lea -0x180(%rsp),%rsp.
+	want = "LEA RSP, [RSP+Reg(0)-0x180]; AND RSP, -0x10; MOV RDI, 0x1; MOV RSI, 0x2; MOV RDX, 0x3; MOV RCX, 0x4; MOV R8, 0x5; MOV R9, 0x6; MOV RAX, 0x7f0000002000; CALL RAX"
+	if got != want {
+		t.Errorf("call decodes as\n%s\nwant\n%s", got, want)
+	}
+}

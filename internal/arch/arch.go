@@ -96,7 +96,9 @@ type SyscallCode struct {
 	// Done is the offset at which it stops after the last call.
 	Done int
 	// Trap is the offset of the final trap instruction, which a call
-	// injected while the code is in place may return to.
+	// injected while the code is in place may return to. The code before
+	// it makes the calls and falls through, so other code (EncodeCopy,
+	// EncodeCall) may be put between sequences.
 	Trap int
 }
 
@@ -163,6 +165,15 @@ type Arch struct {
 	// address. Running a sequence costs one round trip between tracer and
 	// tracee instead of one per call.
 	EncodeSyscalls func(calls []SyscallCall) SyscallCode
+	// EncodeCopy returns code that copies n bytes from src to dst in the
+	// target's memory and falls through.
+	EncodeCopy func(dst, src, n uint64) []byte
+	// EncodeCall returns code that calls the function at fn with integer
+	// args (not a variadic function), as the platform's calling
+	// convention says, on the stack below the thread's own past the red
+	// zone, and falls through when it returns. The registers it changes
+	// are the tracer's to restore.
+	EncodeCall func(fn uint64, args []uint64) []byte
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.

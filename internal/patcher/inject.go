@@ -50,23 +50,24 @@ const (
 // Every round trip to the stopped thread costs context switches, so the
 // system calls run as one sequence of code. Where an executable segment
 // leaves room at the end of its last page (see reserveScratch), the whole
-// sequence, mmap included, runs from there in one round trip; otherwise
-// the mmap is injected alone and the rest runs from the new region's text.
-// The image is written after the thread resumed, the header last; only
-// the frames that libgcc reads when they are registered go in before.
+// sequence, mmap included, runs from there in one round trip, and, when
+// they fit as well, copies the regions' call frame information in and
+// registers it; otherwise the mmap is injected alone, the rest runs from
+// the new region's text, and the frames are written and registered by a
+// call injected in the same stop. The image is written after the thread
+// resumed, the header last.
 func (s *session) mapRegions(plans []*plan) error {
 	unwinder, withFrames := s.frameRegistration(plans)
 	calls := s.setupCalls(plans)
-	sc, err := s.writeScratchSequence(plans, calls)
+	sc, err := s.writeScratchSequence(plans, calls, unwinder, withFrames)
 	if err != nil {
 		return err
 	}
-	registered := map[*plan]bool{}
 	err = s.tr.Do(func(c *ptrace.Ctl) error {
 		return s.withInjector(c, func(th *ptrace.Thread) error {
 			var err error
 			if sc != nil {
-				err = s.mapFromScratch(c, th, sc, calls)
+				err = s.mapFromScratch(c, th, sc, unwinder)
 			} else {
 				err = s.mapOnThread(c, th, plans, calls)
 			}
@@ -74,6 +75,9 @@ func (s *session) mapRegions(plans []*plan) error {
 				return err
 			}
 			for _, pl := range withFrames {
+				if pl.hdr.EHRegistered {
+					continue
+				}
 				ret := pl.l.trapAddr
 				if sc != nil {
 					ret = sc.code + uint64(sc.seq.Trap)
@@ -81,7 +85,6 @@ func (s *session) mapRegions(plans []*plan) error {
 				if err := s.registerFrames(c, th, unwinder, pl, ret); err != nil {
 					return err
 				}
-				registered[pl] = true
 			}
 			return nil
 		})
@@ -96,7 +99,7 @@ func (s *session) mapRegions(plans []*plan) error {
 		return err
 	}
 	for _, pl := range plans {
-		if registered[pl] {
+		if pl.hdr.EHRegistered {
 			err = s.writeAfterRegistration(pl)
 		} else {
 			err = s.writeImage(pl)
@@ -151,18 +154,25 @@ func syscallCalls(calls []setupCall) []arch.SyscallCall {
 	return out
 }
 
-// mapFromScratch runs the whole set-up sequence from the scratch code.
-func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, calls []setupCall) error {
+// mapFromScratch runs the whole set-up sequence from the scratch code,
+// the registration of call frame information included when it fits.
+func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, fns unwinderFuncs) error {
 	regs, err := c.RunCode(th, sc.code)
 	if err != nil {
 		return err
 	}
 	off := int(regs.PC() - sc.code)
-	// A region is mapped once its mmap passed its check: the code went
-	// past the trap that follows it.
-	for i, call := range calls {
+	// A region is mapped once its mmap passed its check, and its frames
+	// registered once the call returned: the code went past them.
+	for i, call := range sc.calls {
 		if call.Success == arch.SuccessArg0 && sc.seq.Failed[i] < off {
 			s.mapped = append(s.mapped, [2]uint64{call.Args[0], call.Args[1]})
+		}
+	}
+	for i, pl := range sc.framed {
+		if sc.framedEnd[i] <= off {
+			s.frames = append(s.frames, frameReg{eh: pl.l.ehAddr, trap: pl.l.trapAddr, dereg: fns.dereg})
+			pl.hdr.EHRegistered = true
 		}
 	}
 	if off == sc.seq.Done {
@@ -172,7 +182,7 @@ func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, 
 	if failed < 0 {
 		return fmt.Errorf("the set-up code in pid %d stopped at an unexpected place (%#x, code at %#x)", s.p.Pid, regs.PC(), sc.code)
 	}
-	return s.setupFailed(c, th, calls[failed], regs.Result())
+	return s.setupFailed(c, th, sc.calls[failed], regs.Result())
 }
 
 // setupFailed reports a set-up call that failed with result res. An mmap
@@ -394,7 +404,7 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 		calls = append(calls, setupCall{what: fmt.Sprintf("unmap the region at %#x", m[0]),
 			SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Munmap, Args: []uint64{m[0], m[1]}}})
 	}
-	sc, err := s.writeScratchSequence(nil, calls)
+	sc, err := s.writeScratchSequence(nil, calls, unwinderFuncs{}, nil)
 	if err != nil {
 		sc = nil
 	}

@@ -35,51 +35,64 @@ type scratch struct {
 	path string
 	// at is the first byte written; code is where the sequence starts.
 	at, code uint64
-	seq      arch.SyscallCode
-	saved    []byte
+	scratchProgram
+	saved []byte
 	// lock is the object's file, locked so that two hotpatch runs on the
 	// same process never share the room.
 	lock *os.File
 }
 
-// writeScratchSequence encodes calls, with the regions' names, and writes
-// them into scratch room in the target. It returns nil when no object has
+// scratchProgram is what the code in the scratch room does: calls, in
+// order, where seq says it stops after each; then it registers the call
+// frame information of the framed regions, region i once the code went
+// past offset framedEnd[i].
+type scratchProgram struct {
+	calls     []setupCall
+	seq       arch.SyscallCode
+	framed    []*plan
+	framedEnd []int
+}
+
+// writeScratchSequence encodes calls, with the regions' names, into
+// scratch room in the target and writes them there. When framed regions
+// are given and their call frame information fits too, the code also
+// copies it into them and registers it with fns.reg, so that mapping and
+// registering take one round trip. It returns nil when no object has
 // room; the caller then maps the other way.
-func (s *session) writeScratchSequence(plans []*plan, calls []setupCall) (*scratch, error) {
+func (s *session) writeScratchSequence(plans []*plan, calls []setupCall, fns unwinderFuncs, framed []*plan) (*scratch, error) {
 	if s.a.EncodeSyscalls == nil || len(calls) == 0 {
 		return nil, nil
 	}
-	var names []byte
-	nameOff := map[*plan]uint64{}
-	for _, pl := range plans {
-		if n := regionName(pl); n != nil {
-			nameOff[pl] = uint64(len(names))
-			names = append(names, n...)
+	if s.a.EncodeCopy == nil || s.a.EncodeCall == nil {
+		framed = nil
+	}
+	tries := [][]*plan{nil}
+	if len(framed) > 0 {
+		tries = [][]*plan{framed, nil}
+	}
+	var sc *scratch
+	for _, try := range tries {
+		// Arguments are fixed-size immediates: the layout does not
+		// depend on the address.
+		blob, _, _ := s.scratchLayout(0, plans, calls, fns, try)
+		if sc = s.reserveScratch(uint64(len(blob))); sc != nil {
+			framed = try
+			break
 		}
 	}
-	codeOff := alignUp(uint64(len(names)), 16)
-	// Arguments are fixed-size immediates: the length does not depend
-	// on where the names land.
-	size := codeOff + uint64(len(s.a.EncodeSyscalls(syscallCalls(calls)).Code))
-	sc := s.reserveScratch(size)
 	if sc == nil {
 		return nil, nil
 	}
+	// Tests take the other paths here.
 	if err := s.opt.hit("scratch"); err != nil {
-		// A test's way to take the other path.
 		sc.lock.Close()
 		return nil, nil
 	}
-	sc.code = sc.at + codeOff
-	for i := range calls {
-		if calls[i].Nr == s.a.Sys.Prctl {
-			calls[i].Args[4] = sc.at + nameOff[calls[i].plan]
-		}
+	if len(framed) > 0 && s.opt.hit("scratch-frames") != nil {
+		framed = nil
 	}
-	sc.seq = s.a.EncodeSyscalls(syscallCalls(calls))
-	blob := make([]byte, size)
-	copy(blob, names)
-	copy(blob[codeOff:], sc.seq.Code)
+	blob, codeOff, prog := s.scratchLayout(sc.at, plans, calls, fns, framed)
+	sc.code, sc.scratchProgram = sc.at+codeOff, prog
 	if err := s.mem.WriteAt(blob, sc.at); err != nil {
 		err = fmt.Errorf("write the set-up code at %#x in %s of pid %d: %w", sc.at, sc.path, s.p.Pid, err)
 		if rerr := s.releaseScratch(sc); rerr != nil {
@@ -88,6 +101,82 @@ func (s *session) writeScratchSequence(plans []*plan, calls []setupCall) (*scrat
 		return nil, err
 	}
 	return sc, nil
+}
+
+// scratchLayout lays out, from at, the regions' names, the call frame
+// information to copy into the framed regions, and the code, and returns
+// them with the code's offset and what it does. A framed region is mapped
+// readable and writable so that its frames can be copied in, and its text
+// made executable afterwards: never writable and executable at once.
+func (s *session) scratchLayout(at uint64, plans []*plan, calls []setupCall, fns unwinderFuncs, framed []*plan) ([]byte, uint64, scratchProgram) {
+	var data []byte
+	nameAt := map[*plan]uint64{}
+	for _, pl := range plans {
+		if n := regionName(pl); n != nil {
+			nameAt[pl] = at + uint64(len(data))
+			data = append(data, n...)
+		}
+	}
+	ehAt := map[*plan]uint64{}
+	for _, pl := range framed {
+		data = append(data, make([]byte, alignUp(uint64(len(data)), 8)-uint64(len(data)))...)
+		ehAt[pl] = at + uint64(len(data))
+		off := pl.l.ehAddr - pl.l.base
+		data = append(data, pl.l.image[off:off+pl.l.ehSize]...)
+	}
+	codeOff := alignUp(uint64(len(data)), 16)
+
+	var prog scratchProgram
+	copyAfter := map[int]*plan{}
+	for _, call := range calls {
+		call.Args = append([]uint64(nil), call.Args...)
+		pl := call.plan
+		_, isFramed := ehAt[pl]
+		switch {
+		case call.Success == arch.SuccessArg0 && isFramed:
+			call.Args[2] = protRead | protWrite
+			prog.calls = append(prog.calls, call)
+			copyAfter[len(prog.calls)-1] = pl
+			for _, part := range pl.l.parts {
+				if part.Prot == "r-x" {
+					prog.calls = append(prog.calls, setupCall{plan: pl, what: fmt.Sprintf("protect the %s of patch %s", part.Name, pl.hdr.ID),
+						SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Mprotect, Args: []uint64{pl.l.base + part.Off, part.Size, protRead | protExec}}})
+				}
+			}
+			continue
+		case call.Nr == s.a.Sys.Prctl:
+			call.Args[4] = nameAt[pl]
+		}
+		prog.calls = append(prog.calls, call)
+	}
+	var code []byte
+	prog.seq.Failed = make([]int, len(prog.calls))
+	for i, call := range prog.calls {
+		one := s.a.EncodeSyscalls([]arch.SyscallCall{call.SyscallCall})
+		prog.seq.Failed[i] = -1
+		if one.Failed[0] >= 0 {
+			prog.seq.Failed[i] = len(code) + one.Failed[0]
+		}
+		code = append(code, one.Code[:one.Trap]...)
+		if pl := copyAfter[i]; pl != nil {
+			code = append(code, s.a.EncodeCopy(pl.l.ehAddr, ehAt[pl], pl.l.ehSize)...)
+		}
+	}
+	for _, pl := range framed {
+		code = append(code, s.a.EncodeCall(fns.reg, []uint64{pl.l.ehAddr, pl.l.frameObj})...)
+		prog.framedEnd = append(prog.framedEnd, len(code))
+	}
+	prog.framed = framed
+	end := s.a.EncodeSyscalls(nil)
+	prog.seq.Trap = len(code) + end.Trap
+	prog.seq.Done = len(code) + end.Done
+	code = append(code, end.Code...)
+	prog.seq.Code = code
+
+	blob := make([]byte, codeOff+uint64(len(code)))
+	copy(blob, data)
+	copy(blob[codeOff:], code)
+	return blob, codeOff, prog
 }
 
 // reserveScratch finds size bytes of scratch room in an object that stays

@@ -277,6 +277,69 @@ extern "C" int parse_hp(const char *s) {
 	}
 }
 
+// TestFrameRegistrationPaths applies a patch whose code throws and catches
+// an exception to a C++ program that throws all the time, with its call
+// frame information registered by each way there is: by the code in the
+// scratch room, by a call after it, and by a call after the sequence run
+// from the region itself.
+func TestFrameRegistrationPaths(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/cxxthrows", Flags: []string{"-O2"}})
+	tg := ptracetest.Start(t, exe)
+	tg.WaitFor(t, 0, "throw=1 parse=-1\n", 10*time.Second)
+	before := anonMaps(t, tg.Pid)
+	p := patchertest.Build(t, patchertest.Spec{ID: "paths", Level: 1, Target: exe, CXX: true, Flags: []string{"-fPIC"},
+		Source: `
+#include <stdexcept>
+extern "C" int parse_hp(const char *s) {
+	try {
+		if (!s[0])
+			throw std::invalid_argument("empty");
+		return 1;
+	} catch (const std::exception &) {
+		return -8;
+	}
+}`, Replace: map[string]string{"parse": "parse_hp"}})
+	for _, refuse := range []string{"", "scratch-frames", "scratch"} {
+		var framesInScratch atomic.Int32
+		opt := testOpts
+		opt.fault = func(at string) error {
+			if at == "scratch-frames" {
+				framesInScratch.Add(1)
+			}
+			if at == refuse {
+				return errors.New("refused by the test")
+			}
+			return nil
+		}
+		if _, err := Apply(tg.Pid, []*patchfile.Patch{p}, opt); err != nil {
+			t.Fatalf("refusing %q: apply: %v", refuse, err)
+		}
+		if refuse == "" && framesInScratch.Load() != 1 {
+			t.Fatalf("the call frame information did not go into the scratch room")
+		}
+		off := tg.WaitFor(t, len(tg.Output()), "throw=1 parse=-8\n", 5*time.Second)
+		tg.WaitFor(t, off, "throw=1 parse=-8\n", 5*time.Second)
+		checkProtections(t, tg.Pid)
+		regions, err := FindRegions(tg.Pid, mustMaps(t, tg.Pid))
+		if err != nil || len(regions) != 1 || !regions[0].hdr.EHRegistered {
+			t.Fatalf("refusing %q: the region's header does not record the registration (%v)", refuse, err)
+		}
+		if _, err := Unpatch(tg.Pid, "", opt); err != nil {
+			t.Fatalf("refusing %q: unpatch: %v", refuse, err)
+		}
+		off = tg.WaitFor(t, len(tg.Output()), "throw=1 parse=-1\n", 5*time.Second)
+		tg.WaitFor(t, off, "throw=1 parse=-1\n", 5*time.Second)
+	}
+	if !tg.Alive() || strings.Contains(tg.Output(), "terminate") {
+		t.Fatalf("the program died or an exception escaped:\n%s", lastLines(tg.Output(), 5))
+	}
+	if after := anonMaps(t, tg.Pid); after != before {
+		t.Errorf("%d anonymous mappings before, %d after", before, after)
+	}
+}
+
 // TestSetupSequenceFailures runs set-up sequences whose calls fail in a
 // live process: the failure names the call and the kernel's error, and
 // exactly the regions whose mmap succeeded are recorded for the rollback,
@@ -321,14 +384,14 @@ func TestSetupSequenceFailures(t *testing.T) {
 	for _, tc := range cases {
 		var sc *scratch
 		if tc.scratch {
-			if sc, err = s.writeScratchSequence(nil, tc.calls); err != nil || sc == nil {
+			if sc, err = s.writeScratchSequence(nil, tc.calls, unwinderFuncs{}, nil); err != nil || sc == nil {
 				t.Fatalf("%s: no scratch room in pid %d (%v)", tc.name, tg.Pid, err)
 			}
 		}
 		err := s.tr.Do(func(c *ptrace.Ctl) error {
 			return s.withInjector(c, func(th *ptrace.Thread) error {
 				if sc != nil {
-					return s.mapFromScratch(c, th, sc, tc.calls)
+					return s.mapFromScratch(c, th, sc, unwinderFuncs{})
 				}
 				return s.mapOnThread(c, th, nil, tc.calls)
 			})
