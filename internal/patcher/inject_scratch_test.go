@@ -235,18 +235,7 @@ func TestRollbackWithdrawsRegisteredFrames(t *testing.T) {
 	tg := ptracetest.Start(t, exe)
 	tg.WaitFor(t, 0, "throw=1 parse=-1\n", 10*time.Second)
 	before := anonMaps(t, tg.Pid)
-	p := patchertest.Build(t, patchertest.Spec{ID: "throws2", Level: 1, Target: exe, CXX: true, Flags: []string{"-fPIC"},
-		Source: `
-#include <stdexcept>
-extern "C" int parse_hp(const char *s) {
-	try {
-		if (!s[0])
-			throw std::invalid_argument("empty");
-		return 1;
-	} catch (const std::exception &) {
-		return -9;
-	}
-}`, Replace: map[string]string{"parse": "parse_hp"}})
+	p := throwingPatch(t, exe, "throws2", -9)
 	for _, refuseScratch := range []bool{false, true} {
 		injected := errors.New("injected fault after the mapping")
 		opt := testOpts
@@ -289,18 +278,7 @@ func TestFrameRegistrationPaths(t *testing.T) {
 	tg := ptracetest.Start(t, exe)
 	tg.WaitFor(t, 0, "throw=1 parse=-1\n", 10*time.Second)
 	before := anonMaps(t, tg.Pid)
-	p := patchertest.Build(t, patchertest.Spec{ID: "paths", Level: 1, Target: exe, CXX: true, Flags: []string{"-fPIC"},
-		Source: `
-#include <stdexcept>
-extern "C" int parse_hp(const char *s) {
-	try {
-		if (!s[0])
-			throw std::invalid_argument("empty");
-		return 1;
-	} catch (const std::exception &) {
-		return -8;
-	}
-}`, Replace: map[string]string{"parse": "parse_hp"}})
+	p := throwingPatch(t, exe, "paths", -8)
 	for _, refuse := range []string{"", "scratch-frames", "scratch"} {
 		var framesInScratch atomic.Int32
 		opt := testOpts

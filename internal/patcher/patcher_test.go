@@ -848,6 +848,25 @@ func TestThreadInUninterruptibleSleepIsRefused(t *testing.T) {
 	tg.WaitFor(t, len(tg.Output()), "value=2", 5*time.Second)
 }
 
+// throwingPatch replaces the C++ fixtures' parse with code that throws
+// and catches an exception inside the patch, and returns caught on empty
+// input: the program's unwinder must find the patch's FDE and LSDA.
+func throwingPatch(t *testing.T, exe, id string, caught int) *patchfile.Patch {
+	t.Helper()
+	return patchertest.Build(t, patchertest.Spec{ID: id, Level: 1, Target: exe, CXX: true, Flags: []string{"-fPIC"},
+		Source: fmt.Sprintf(`
+#include <stdexcept>
+extern "C" int parse_hp(const char *s) {
+	try {
+		if (!s[0])
+			throw std::invalid_argument("empty");
+		return 1;
+	} catch (const std::exception &) {
+		return %d;
+	}
+}`, caught), Replace: map[string]string{"parse": "parse_hp"}})
+}
+
 func TestCxxExceptionsThroughPatchCode(t *testing.T) {
 	t.Parallel()
 	testutil.RequirePtrace(t)
@@ -857,18 +876,7 @@ func TestCxxExceptionsThroughPatchCode(t *testing.T) {
 	before := anonMaps(t, tg.Pid)
 	// The exception is thrown and caught inside the patch code: the
 	// program's unwinder must find the patch's FDE and LSDA.
-	p := patchertest.Build(t, patchertest.Spec{ID: "throws", Level: 1, Target: exe, CXX: true, Flags: []string{"-fPIC"},
-		Source: `
-#include <stdexcept>
-extern "C" int parse_hp(const char *s) {
-	try {
-		if (!s[0])
-			throw std::invalid_argument("empty");
-		return 1;
-	} catch (const std::exception &) {
-		return -7;
-	}
-}`, Replace: map[string]string{"parse": "parse_hp"}})
+	p := throwingPatch(t, exe, "throws", -7)
 	for round := 0; round < 3; round++ {
 		apply(t, tg.Pid, p)
 		off := tg.WaitFor(t, len(tg.Output()), "parse=-7\n", 5*time.Second)
