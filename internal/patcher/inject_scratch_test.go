@@ -261,9 +261,7 @@ func TestRollbackWithdrawsRegisteredFrames(t *testing.T) {
 	unpatch(t, tg.Pid, "")
 	off = tg.WaitFor(t, len(tg.Output()), "throw=1 parse=-1\n", 5*time.Second)
 	tg.WaitFor(t, off, "throw=1 parse=-1\n", 5*time.Second)
-	if !tg.Alive() || strings.Contains(tg.Output(), "terminate") {
-		t.Fatalf("the program died or an exception escaped:\n%s", lastLines(tg.Output(), 5))
-	}
+	expectThrowerIntact(t, tg, before)
 }
 
 // TestFrameRegistrationPaths applies a patch whose code throws and catches
@@ -310,12 +308,7 @@ func TestFrameRegistrationPaths(t *testing.T) {
 		off = tg.WaitFor(t, len(tg.Output()), "throw=1 parse=-1\n", 5*time.Second)
 		tg.WaitFor(t, off, "throw=1 parse=-1\n", 5*time.Second)
 	}
-	if !tg.Alive() || strings.Contains(tg.Output(), "terminate") {
-		t.Fatalf("the program died or an exception escaped:\n%s", lastLines(tg.Output(), 5))
-	}
-	if after := anonMaps(t, tg.Pid); after != before {
-		t.Errorf("%d anonymous mappings before, %d after", before, after)
-	}
+	expectThrowerIntact(t, tg, before)
 }
 
 // TestSetupSequenceFailures runs set-up sequences whose calls fail in a
