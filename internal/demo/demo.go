@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -378,36 +377,20 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// maxPause finds the largest "pause_us" in the JSON that `hotpatch patch
-// --json` printed.
+// maxPause is the largest pause_us of the processes that `hotpatch patch
+// --json` reports on.
 func maxPause(out string) float64 {
-	var doc any
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return 0
+	var doc struct {
+		Processes []struct {
+			PauseUS float64 `json:"pause_us"`
+		} `json:"processes"`
 	}
 	var best float64
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			keys := make([]string, 0, len(v))
-			for k := range v {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				if f, ok := v[k].(float64); ok && k == "pause_us" && f > best {
-					best = f
-				}
-				walk(v[k])
-			}
-		case []any:
-			for _, e := range v {
-				walk(e)
-			}
+	if json.Unmarshal([]byte(out), &doc) == nil {
+		for _, p := range doc.Processes {
+			best = max(best, p.PauseUS)
 		}
 	}
-	walk(doc)
 	return best
 }
 
