@@ -212,6 +212,18 @@ func (a *Arch) Reloc(typ uint32) (RelocType, error) {
 	return r, nil
 }
 
+// SlotReloc is the relocation type that fills a whole 8-byte slot with a
+// value of class c (an address, a TLS offset, a module id): the type of
+// the GOT-like slots that patch code reads through.
+func (a *Arch) SlotReloc(c RelocClass) (uint32, bool) {
+	for typ, r := range a.Relocs {
+		if r.Class == c && r.Size == 8 && !r.PCRel {
+			return typ, true
+		}
+	}
+	return 0, false
+}
+
 // RelocName names a relocation type for messages, known or not.
 func (a *Arch) RelocName(typ uint32) string {
 	if r, ok := a.Relocs[typ]; ok {

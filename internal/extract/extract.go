@@ -80,10 +80,20 @@ const (
 	phDTPOff = "hotpatch.dtpoff."
 )
 
-// tlsRelocs are, per machine, the relocation types that the TLS slot
-// placeholders stand for.
-var tlsRelocs = map[elf.Machine]struct{ tpoff, dtpmod, dtpoff uint32 }{
-	elf.EM_X86_64: {uint32(elf.R_X86_64_TPOFF64), uint32(elf.R_X86_64_DTPMOD64), uint32(elf.R_X86_64_DTPOFF64)},
+// tlsSlotRelocs are the relocation types that the TLS slot placeholders
+// stand for, from the machine's table in internal/arch.
+type tlsSlotRelocs struct{ tpoff, dtpmod, dtpoff uint32 }
+
+func tlsRelocsFor(a *arch.Arch) (tlsSlotRelocs, error) {
+	var r tlsSlotRelocs
+	var ok1, ok2, ok3 bool
+	r.tpoff, ok1 = a.SlotReloc(arch.ClassTPOff)
+	r.dtpmod, ok2 = a.SlotReloc(arch.ClassDTPMod)
+	r.dtpoff, ok3 = a.SlotReloc(arch.ClassDTPOff)
+	if !ok1 || !ok2 || !ok3 {
+		return r, fmt.Errorf("no TLS slot relocations for %v", a.Machine)
+	}
+	return r, nil
 }
 
 // File extracts the patch from the patched link at patchedPath, for the
@@ -405,7 +415,10 @@ func (x *extractor) definedSymbol(s elf.Symbol) (patchfile.Symbol, error) {
 }
 
 func (x *extractor) classifyPlaceholder(s elf.Symbol) (uint32, uint32, error) {
-	tls := tlsRelocs[x.pf.Machine]
+	tls, err := tlsRelocsFor(x.arch)
+	if err != nil {
+		return 0, 0, err
+	}
 	var (
 		target string
 		rtype  uint32
