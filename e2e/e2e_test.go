@@ -7,7 +7,6 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -387,7 +386,6 @@ func runStacked(t *testing.T, c testCase, b *builtCase) {
 type program struct {
 	proc *testutil.Process
 	pid  string
-	r    *bufio.Reader
 	read int
 }
 

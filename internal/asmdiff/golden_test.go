@@ -103,10 +103,9 @@ func flagKeyMatches(key, name string) bool {
 }
 
 type testCase struct {
-	name, dir    string
-	orig, patch  string
-	expect       expectation
-	expectSource string
+	name, dir   string
+	orig, patch string
+	expect      expectation
 }
 
 func loadCases(t testing.TB) []testCase {

@@ -162,8 +162,6 @@ func (m *model) lookup(name string) int32 {
 
 func (m *model) stmtRefs(i int32) []ref { return m.refs[m.refStart[i]:m.refStart[i+1]] }
 
-func (m *model) section(i int32) *asm.Section { return &m.f.Sections[m.f.Stmts[i].Section] }
-
 // defined reports whether the file defines the symbol: a label, a common
 // or an alias.
 func (s *symbol) defined() bool { return s.def >= 0 || s.common >= 0 || s.alias >= 0 }

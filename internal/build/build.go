@@ -538,10 +538,10 @@ loop:
 		case <-ctx.Done():
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 			select {
-			case werr = <-done:
+			case <-done:
 			case <-time.After(5 * time.Second):
 				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				werr = <-done
+				<-done
 			}
 			return &StageError{Stage: label, Reason: "interrupted", Log: d.logPath}
 		}

@@ -36,11 +36,6 @@ func usageErrorf(format string, args ...any) error {
 	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
-// errNotImplemented is what a verb answers until its issue lands.
-func errNotImplemented(verb string) error {
-	return &exitError{code: exitUsage, err: fmt.Errorf("%s: not implemented yet", verb)}
-}
-
 // compilerNames are the names under which the binary acts as the compiler
 // wrapper directly, without the "cc" verb: the shim directory that
 // "hotpatch build" puts first on PATH links them to this binary.

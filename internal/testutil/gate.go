@@ -16,13 +16,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// StrictEnv names the switch CI sets: with it, a test that would skip
+// because a required tool (gcc, ptrace, root) is missing fails instead, so
+// a machine that lost its toolchain cannot pass by skipping everything.
+const StrictEnv = "HOTPATCH_REQUIRE_TOOLS"
+
+// skipRequired skips the test with the reason, or fails it when StrictEnv
+// is set.
+func skipRequired(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(StrictEnv) != "" {
+		t.Fatalf("%s is set and a required tool is missing: "+format, append([]any{StrictEnv}, args...)...)
+	}
+	t.Skipf(format, args...)
+}
+
 // RequireTools skips the test, naming what is missing, unless every named
 // program is on PATH.
 func RequireTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("skipped: %s is not installed (the test needs the real toolchain; on Debian: apt-get install build-essential)", n)
+			skipRequired(t, "skipped: %s is not installed (the test needs the real toolchain; on Debian: apt-get install build-essential)", n)
 		}
 	}
 }
@@ -43,11 +58,11 @@ var (
 func RequirePtrace(t testing.TB) {
 	t.Helper()
 	if runtime.GOOS != "linux" || (runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64") {
-		t.Skipf("skipped: live patching runs on linux/amd64 and linux/arm64, not %s/%s", runtime.GOOS, runtime.GOARCH)
+		skipRequired(t, "skipped: live patching runs on linux/amd64 and linux/arm64, not %s/%s", runtime.GOOS, runtime.GOARCH)
 	}
 	ptraceOnce.Do(func() { ptraceErr = probePtrace() })
 	if ptraceErr != nil {
-		t.Skipf("skipped: ptrace is not permitted here (%v); run as root, grant CAP_SYS_PTRACE, or set kernel.yama.ptrace_scope=0", ptraceErr)
+		skipRequired(t, "skipped: ptrace is not permitted here (%v); run as root, grant CAP_SYS_PTRACE, or set kernel.yama.ptrace_scope=0", ptraceErr)
 	}
 }
 
@@ -84,6 +99,6 @@ func probePtrace() error {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: the test needs root")
+		skipRequired(t, "skipped: the test needs root")
 	}
 }

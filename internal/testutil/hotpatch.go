@@ -4,7 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -29,7 +29,7 @@ func HotpatchBinary(t testing.TB) string {
 			return
 		}
 		hotpatchBin.path = filepath.Join(dir, "hotpatch")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goTool := goCommand()
 		cmd := exec.Command(goTool, "build", "-o", hotpatchBin.path, "github.com/hotpatch/hotpatch/cmd/hotpatch")
 		hotpatchBin.out, hotpatchBin.err = cmd.CombinedOutput()
 	})
@@ -52,4 +52,17 @@ func cacheDir() (string, error) {
 		fixtureCache.built = map[string]string{}
 	}
 	return fixtureCache.dir, nil
+}
+
+// goCommand is the go tool that runs this test: "go" on PATH, or the one
+// in the GOROOT the toolchain reports, so a test binary built by
+// /usr/local/go/bin/go finds it without PATH.
+func goCommand() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if out, err := exec.Command("/usr/local/go/bin/go", "env", "GOROOT").Output(); err == nil {
+		return filepath.Join(strings.TrimSpace(string(out)), "bin", "go")
+	}
+	return "go"
 }
