@@ -147,6 +147,7 @@ running Linux processes without restarting them.
 		newInspectCommand(g),
 		newVersionCommand(g),
 		newDemoCommand(g),
+		newGendocsCommand(g),
 	)
 	return root
 }
