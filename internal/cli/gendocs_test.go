@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,12 +61,27 @@ func TestGendocsCoversTheCommandTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(main)
-	for _, want := range []string{".SH FILES", "/etc/hotpatch/config", "/var/lib/hotpatch/patches", "/run/hotpatch.sock",
-		// The verb table stays a preformatted block, one verb a line.
-		".EX\nbuild    build patch files", "\ninspect  show the contents of a patch file\n.EE"} {
+	for _, want := range []string{".SH FILES", "/etc/hotpatch/config", "/var/lib/hotpatch/patches", "/run/hotpatch.sock"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("hotpatch.1 lacks %q", want)
 		}
+	}
+	// The verb table of --help stays a preformatted block, one verb a line.
+	_, block, _ := strings.Cut(text, ".EX\n")
+	block, _, _ = strings.Cut(block, "\n.EE")
+	blockLines := strings.Split(block, "\n")
+	root := newRootCommand(strings.NewReader(""), os.Stdout, os.Stderr)
+	verbs := 0
+	for _, l := range strings.Split(root.Long, "\n") {
+		if strings.HasPrefix(l, "  ") {
+			verbs++
+			if !slices.Contains(blockLines, strings.TrimSpace(l)) {
+				t.Errorf("hotpatch.1 has no line %q in its verb table:\n%s", strings.TrimSpace(l), block)
+			}
+		}
+	}
+	if verbs == 0 {
+		t.Error("hotpatch --help lists no verbs; this check needs updating")
 	}
 	if strings.Index(text, ".SH FILES") > strings.Index(text, ".SH SEE ALSO") {
 		t.Error("FILES comes after SEE ALSO in hotpatch.1")

@@ -133,6 +133,7 @@ running Linux processes without restarting them.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.AddCommand(newGendocsCommand(g)) // hidden: packagers only
 	root.PersistentFlags().CountVarP(&g.verbose, "verbose", "v", "log more (repeat for debug output)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
@@ -147,7 +148,6 @@ running Linux processes without restarting them.
 		newInspectCommand(g),
 		newVersionCommand(g),
 		newDemoCommand(g),
-		newGendocsCommand(g),
 	)
 	return root
 }
