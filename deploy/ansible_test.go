@@ -266,11 +266,12 @@ func TestAnsibleRolloutThroughTheDaemon(t *testing.T) {
 	if err := os.Mkdir(store, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// The fixture is PID 1 of the namespace and the daemon its sibling, so
-	// "every process" the daemon scans is the fixture alone; killing the
-	// fixture at the test's end ends the namespace and the daemon with it.
+	// In the namespace, "every process" the daemon scans is the shell
+	// (PID 1, which the daemon leaves alone like any init) and the fixture.
+	// Killing unshare at the test's end kills PID 1, which ends the
+	// namespace and everything in it.
 	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c",
-		`"$1" daemon --store "$2" --socket "$3" >"$4" 2>&1 & exec "$5"`, "sh", hp, store, socket, log, program)
+		`"$1" daemon --store "$2" --socket "$3" >"$4" 2>&1 & "$5"`, "sh", hp, store, socket, log, program)
 	fixture := testutil.StartCmd(t, cmd)
 	read := fixture.WaitFor(t, 0, "ready pid=", 10*time.Second)
 	ask := func() string {
