@@ -19,7 +19,7 @@ void show(int verbose)
 		0,
 	};
 	if (verbose > 1)
-		verbose = 1;
+		verbose = 0;
 	reply_help(help, verbose);
 }
 
