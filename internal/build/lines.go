@@ -70,13 +70,40 @@ func stabilizeLines(b *backup, log io.Writer) error {
 // why is set, and nothing inserted, when the file cannot be treated: it
 // has line directives of its own.
 func lineStable(original, patched []byte) (out []byte, n int, why string) {
+	b := splitLines(patched)
+	ins, why := lineDirectives(original, patched)
+	if why != "" {
+		return patched, 0, why
+	}
+	out = make([]byte, 0, len(patched)+len(ins)*12)
+	k := 0
+	for i, line := range b {
+		for ; k < len(ins) && ins[k].before == i; k++ {
+			eol := "\n"
+			if bytes.HasSuffix(line, []byte("\r\n")) {
+				eol = "\r\n"
+			}
+			out = append(out, "#line "+strconv.Itoa(ins[k].number)+eol...)
+		}
+		out = append(out, line...)
+	}
+	return out, len(ins), ""
+}
+
+// directive is one #line to insert: before the patched file's line
+// before (0-based), giving it number.
+type directive struct{ before, number int }
+
+// lineDirectives says where the directives go, in order, at most one per
+// line.
+func lineDirectives(original, patched []byte) ([]directive, string) {
 	a, b := splitLines(original), splitLines(patched)
 	scan := scanLines(patched, len(b))
 	if scan.ownLineDirective > 0 {
-		return patched, 0, fmt.Sprintf("line %d is a line directive of its own", scan.ownLineDirective)
+		return nil, fmt.Sprintf("line %d is a line directive of its own", scan.ownLineDirective)
 	}
 	match := matchLines(a, b)
-	out = make([]byte, 0, len(patched)+len(patched)/16)
+	var ins []directive
 	// cur is the number the preprocessor gives line k, if every
 	// directive inserted so far took effect.
 	cur := 1
@@ -85,24 +112,18 @@ func lineStable(original, patched []byte) (out []byte, n int, why string) {
 	pending := false
 	type group struct{ had bool }
 	var groups []group
-	for k, line := range b {
+	for k := range b {
 		want := k + 1
 		if match[k] >= 0 {
 			want = match[k] + 1
 		}
 		if (want != cur || pending) && scan.safe[k] {
-			eol := "\n"
-			if bytes.HasSuffix(line, []byte("\r\n")) {
-				eol = "\r\n"
-			}
-			out = append(out, "#line "+strconv.Itoa(want)+eol...)
-			n++
+			ins = append(ins, directive{before: k, number: want})
 			cur, pending = want, false
 			for g := range groups {
 				groups[g].had = true
 			}
 		}
-		out = append(out, line...)
 		cur++
 		switch scan.cond[k] {
 		case condIf:
@@ -120,7 +141,7 @@ func lineStable(original, patched []byte) (out []byte, n int, why string) {
 			}
 		}
 	}
-	return out, n, ""
+	return ins, ""
 }
 
 // splitLines cuts text after each newline; the last line may lack one.

@@ -181,27 +181,49 @@ func TestMatchLines(t *testing.T) {
 	}
 }
 
+// FuzzLineStable checks, for any pair of files, that the output is the
+// patched file with the directives added before lines where one may stand,
+// and that a file compared with itself gets none.
 func FuzzLineStable(f *testing.F) {
 	for _, c := range lineCases {
 		f.Add([]byte(c.orig), []byte(c.patched))
 	}
 	f.Fuzz(func(t *testing.T, orig, patched []byte) {
-		out, n, why := lineStable(orig, patched)
+		if ins, why := lineDirectives(patched, patched); why == "" && len(ins) != 0 {
+			t.Fatalf("a file compared with itself gets directives %v", ins)
+		}
+		ins, why := lineDirectives(orig, patched)
+		out, n, why2 := lineStable(orig, patched)
+		if why != why2 {
+			t.Fatalf("lineDirectives says %q, lineStable %q", why, why2)
+		}
 		if why != "" {
+			if n != 0 || !bytes.Equal(out, patched) {
+				t.Fatal("a refused file was changed")
+			}
 			return
 		}
-		// Taking the directives out must give the patched file back.
+		lines := splitLines(patched)
+		scan := scanLines(patched, len(lines))
+		for k, d := range ins {
+			if k > 0 && d.before <= ins[k-1].before || d.before >= len(lines) || !scan.safe[d.before] || d.number < 1 {
+				t.Fatalf("directive %d (%v) is out of order or before a line where none may stand", k, d)
+			}
+		}
 		var back []byte
-		inserted := 0
-		for _, l := range splitLines(out) {
-			if bytes.HasPrefix(l, []byte("#line ")) && inserted < n && !bytes.Contains(patched, bytes.TrimRight(l, "\r\n")) {
-				inserted++
+		k := 0
+		for i, l := range splitLines(out) {
+			if k < n && i == ins[k].before+k {
+				if want := "#line " + strconv.Itoa(ins[k].number); strings.TrimRight(string(l), "\r\n") != want {
+					t.Fatalf("line %d of the output is %q, want %q", i+1, l, want)
+				}
+				k++
 				continue
 			}
 			back = append(back, l...)
 		}
-		if inserted == n && !bytes.Equal(back, patched) {
-			t.Fatalf("the output is not the patched file with %d directives", n)
+		if !bytes.Equal(back, patched) {
+			t.Fatalf("the output without its %d directives is not the patched file", n)
 		}
 	})
 }
