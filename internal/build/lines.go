@@ -71,7 +71,7 @@ func stabilizeLines(b *backup, log io.Writer) error {
 // has line directives of its own.
 func lineStable(original, patched []byte) (out []byte, n int, why string) {
 	b := splitLines(patched)
-	ins, why := lineDirectives(original, patched)
+	ins, why := directivesFor(splitLines(original), b, patched)
 	if why != "" {
 		return patched, 0, why
 	}
@@ -97,7 +97,10 @@ type directive struct{ before, number int }
 // lineDirectives says where the directives go, in order, at most one per
 // line.
 func lineDirectives(original, patched []byte) ([]directive, string) {
-	a, b := splitLines(original), splitLines(patched)
+	return directivesFor(splitLines(original), splitLines(patched), patched)
+}
+
+func directivesFor(a, b [][]byte, patched []byte) ([]directive, string) {
 	scan := scanLines(patched, len(b))
 	if scan.ownLineDirective > 0 {
 		return nil, fmt.Sprintf("line %d is a line directive of its own", scan.ownLineDirective)
@@ -146,7 +149,7 @@ func lineDirectives(original, patched []byte) ([]directive, string) {
 
 // splitLines cuts text after each newline; the last line may lack one.
 func splitLines(text []byte) [][]byte {
-	var lines [][]byte
+	lines := make([][]byte, 0, bytes.Count(text, []byte{'\n'})+1)
 	for len(text) > 0 {
 		i := bytes.IndexByte(text, '\n')
 		if i < 0 {

@@ -2,6 +2,7 @@ package build
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +10,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hotpatch/hotpatch/internal/testutil"
 )
@@ -285,4 +288,39 @@ func TestBuildKeepsLineNumbers(t *testing.T) {
 	if after := treeHash(t, tree, nil); after != before {
 		t.Fatal("the tree is not as it was after the --exact-lines build")
 	}
+}
+
+// BenchmarkLineStable treats a file of sqlite3.c's size (about 250,000
+// lines) whose fix adds a comment at the top and changes a line in the
+// middle: the work the patched stage adds per changed file.
+func BenchmarkLineStable(b *testing.B) {
+	var orig bytes.Buffer
+	for k := 0; orig.Len() < 9<<20; k++ {
+		fmt.Fprintf(&orig, "/* Function %d. */\nint f%d(int x)\n{\n\tassert(x != %d);\n\tif (x > 3)\n\t\treturn g(x, \"%d\");\n\treturn x + %d;\n}\n\n", k, k, k, k, k)
+	}
+	lines := splitLines(orig.Bytes())
+	var patched bytes.Buffer
+	patched.WriteString("/*\n * The fix.\n */\n")
+	for k, l := range lines {
+		if k == len(lines)/2 {
+			patched.WriteString("\tx = clamp(x);\n")
+		}
+		patched.Write(l)
+	}
+	b.SetBytes(int64(patched.Len()))
+	// CPU time as well as wall time: on a shared machine the wall time
+	// mostly measures the other tenants.
+	var before, after syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, n, why := lineStable(orig.Bytes(), patched.Bytes()); why != "" || n != 3 {
+			b.Fatalf("%d directives (%s), want 3: after the comment, and before and after the new line", n, why)
+		}
+	}
+	b.StopTimer()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(len(lines)), "lines")
 }
