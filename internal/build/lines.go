@@ -48,10 +48,15 @@ func stabilizeLines(b *backup, log io.Writer) error {
 		if bytes.Equal(orig, cur) {
 			continue
 		}
-		out, n, why := lineStable(orig, cur)
+		out, n, why, stuck := lineStable(orig, cur)
 		if why != "" {
 			fmt.Fprintf(log, "hotpatch: %s keeps its new line numbers: %s\n", e.Path, why)
 			continue
+		}
+		if stuck > 0 {
+			fmt.Fprintf(log, "hotpatch: %s: from line %d on, no line outside parentheses, comments and strings "+
+				"could take a #line directive; the lines below keep their new numbers, and functions that use "+
+				"__LINE__ there may be patched although unchanged\n", e.Path, stuck)
 		}
 		if n == 0 {
 			continue
@@ -68,12 +73,14 @@ func stabilizeLines(b *backup, log io.Writer) error {
 
 // lineStable returns patched with #line directives inserted, and how many.
 // why is set, and nothing inserted, when the file cannot be treated: it
-// has line directives of its own.
-func lineStable(original, patched []byte) (out []byte, n int, why string) {
+// has line directives of its own. stuck is the 1-based line of patched
+// from which a directive was due but no line up to the end could take
+// one, or 0.
+func lineStable(original, patched []byte) (out []byte, n int, why string, stuck int) {
 	b := splitLines(patched)
-	ins, why := directivesFor(splitLines(original), b, patched)
+	ins, stuck, why := directivesFor(splitLines(original), b, patched)
 	if why != "" {
-		return patched, 0, why
+		return patched, 0, why, 0
 	}
 	out = make([]byte, 0, len(patched)+len(ins)*12)
 	k := 0
@@ -87,7 +94,7 @@ func lineStable(original, patched []byte) (out []byte, n int, why string) {
 		}
 		out = append(out, line...)
 	}
-	return out, len(ins), ""
+	return out, len(ins), "", stuck
 }
 
 // directive is one #line to insert: before the patched file's line
@@ -97,16 +104,16 @@ type directive struct{ before, number int }
 // lineDirectives says where the directives go, in order, at most one per
 // line.
 func lineDirectives(original, patched []byte) ([]directive, string) {
-	return directivesFor(splitLines(original), splitLines(patched), patched)
+	ins, _, why := directivesFor(splitLines(original), splitLines(patched), patched)
+	return ins, why
 }
 
-func directivesFor(a, b [][]byte, patched []byte) ([]directive, string) {
+func directivesFor(a, b [][]byte, patched []byte) (ins []directive, stuck int, why string) {
 	scan := scanLines(patched, len(b))
 	if scan.ownLineDirective > 0 {
-		return nil, fmt.Sprintf("line %d is a line directive of its own", scan.ownLineDirective)
+		return nil, 0, fmt.Sprintf("line %d is a line directive of its own", scan.ownLineDirective)
 	}
 	match := matchLines(a, b)
-	var ins []directive
 	// cur is the number the preprocessor gives line k, if every
 	// directive inserted so far took effect.
 	cur := 1
@@ -120,12 +127,17 @@ func directivesFor(a, b [][]byte, patched []byte) ([]directive, string) {
 		if match[k] >= 0 {
 			want = match[k] + 1
 		}
-		if (want != cur || pending) && scan.safe[k] {
+		switch {
+		case (want != cur || pending) && scan.safe[k]:
 			ins = append(ins, directive{before: k, number: want})
-			cur, pending = want, false
+			cur, pending, stuck = want, false, 0
 			for g := range groups {
 				groups[g].had = true
 			}
+		case want != cur && stuck == 0:
+			stuck = k + 1
+		case want == cur && !pending:
+			stuck = 0 // the numbers came right again by themselves
 		}
 		cur++
 		switch scan.cond[k] {
@@ -144,7 +156,7 @@ func directivesFor(a, b [][]byte, patched []byte) ([]directive, string) {
 			}
 		}
 	}
-	return ins, ""
+	return ins, stuck, ""
 }
 
 // splitLines cuts text after each newline; the last line may lack one.

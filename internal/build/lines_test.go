@@ -107,9 +107,9 @@ func TestLineStable(t *testing.T) {
 	for _, c := range lineCases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			out, n, why := lineStable([]byte(c.orig), []byte(c.patched))
-			if why != "" {
-				t.Fatalf("refused: %s", why)
+			out, n, why, stuck := lineStable([]byte(c.orig), []byte(c.patched))
+			if why != "" || stuck != 0 {
+				t.Fatalf("refused (%q) or stuck at line %d", why, stuck)
 			}
 			t.Logf("%d directives:\n%s", n, out)
 			origMarks, _ := preprocess(t, dir, c.lang, []byte(c.orig))
@@ -137,12 +137,23 @@ func TestLineStable(t *testing.T) {
 func TestLineStableLeavesOwnLineDirectives(t *testing.T) {
 	orig := []byte("#line 100 \"gen.y\"\nint a;\n")
 	patched := []byte("#line 100 \"gen.y\"\n\nint a;\n")
-	out, n, why := lineStable(orig, patched)
+	out, n, why, _ := lineStable(orig, patched)
 	if why == "" || n != 0 || !bytes.Equal(out, patched) {
 		t.Fatalf("a file with #line of its own was changed (%d directives, reason %q)", n, why)
 	}
 	if !strings.Contains(why, "line 1") {
 		t.Errorf("the reason does not name the line: %q", why)
+	}
+}
+
+// A parenthesis that never closes (in a skipped group, say) leaves no
+// place for a directive; the build log says from which line.
+func TestLineStableStuck(t *testing.T) {
+	orig := []byte("#if 0\n(\n#endif\nint a;\nint b;\n")
+	patched := []byte("#if 0\n(\n#endif\nint a;\nint added;\nint b;\n")
+	out, n, why, stuck := lineStable(orig, patched)
+	if why != "" || n != 0 || !bytes.Equal(out, patched) || stuck != 6 {
+		t.Fatalf("got %d directives, reason %q, stuck at %d; want none, stuck at line 6:\n%s", n, why, stuck, out)
 	}
 }
 
@@ -196,7 +207,7 @@ func FuzzLineStable(f *testing.F) {
 			t.Fatalf("a file compared with itself gets directives %v", ins)
 		}
 		ins, why := lineDirectives(orig, patched)
-		out, n, why2 := lineStable(orig, patched)
+		out, n, why2, _ := lineStable(orig, patched)
 		if why != why2 {
 			t.Fatalf("lineDirectives says %q, lineStable %q", why, why2)
 		}
@@ -314,7 +325,7 @@ func BenchmarkLineStable(b *testing.B) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, n, why := lineStable(orig.Bytes(), patched.Bytes()); why != "" || n != 3 {
+		if _, n, why, _ := lineStable(orig.Bytes(), patched.Bytes()); why != "" || n != 3 {
 			b.Fatalf("%d directives (%s), want 3: after the comment, and before and after the new line", n, why)
 		}
 	}
