@@ -40,7 +40,7 @@ func TestPatchedProgramBehaves(t *testing.T) {
 		if driver == "" && input == nil {
 			continue
 		}
-		for _, fs := range asmtest.FlagSets {
+		for _, fs := range c.flagSets() {
 			if fs.Shared {
 				continue
 			}

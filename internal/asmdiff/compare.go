@@ -26,6 +26,13 @@ type differ struct {
 	// original symbol: 1 equal, 2 different, 3 in progress (taken as
 	// equal, which is right for objects that point at each other).
 	ro map[[2]int32]uint8
+	// place, placeMap and placeIndex find the twins of unnamed objects
+	// (inplace.go): the original chunk of each patched one (-1: none),
+	// the label map of that comparison, and original unnamed chunks by
+	// chunkKey.
+	place      map[int32]int32
+	placeMap   map[int32]map[int32]int32
+	placeIndex map[string][]int32
 }
 
 type context struct {

@@ -455,10 +455,19 @@ func (e *emitter) symbolText(sp int32, mod string, i int32) (string, error) {
 			if c < 0 {
 				c = s.inChunk
 			}
-			if cls := sectionClass(&p.f.Sections[p.chunks[c].sec]); cls != 'r' {
-				return fail(ErrConstruct, "patch code refers to writable data without a name ("+s.name+
-					"); give the object a name so that the patch can keep using the original")
+			if mod != "" && actionOf(mod) != relocPlain {
+				return fail(ErrRelocation, "relocation @"+mod+" against local label "+s.name)
 			}
+			if name := e.d.inPlace(sp, c); name != "" {
+				return name + modSuffix(mod), nil
+			}
+			if cls := sectionClass(&p.f.Sections[p.chunks[c].sec]); cls == 't' {
+				return fail(ErrConstruct, "patch code refers to new or changed thread-local data without a name ("+
+					s.name+"), which a patch cannot add to running threads; give the object a name and keep it unchanged")
+			}
+			// New or changed: gcc never writes to the objects it
+			// leaves unnamed (literals, initialisers it copies), so the
+			// patch carries its own copy, writable ones in patch data.
 			e.wantChunk(c)
 		default:
 			return fail(ErrConstruct, "local label "+s.name+" lies outside any function or object")

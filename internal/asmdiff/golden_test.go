@@ -46,6 +46,17 @@ type expectation struct {
 	Flags    map[string]*expectOverride `json:"flags"`
 	// Link asks for the case to be linked too (TestLink).
 	Link bool `json:"link"`
+	// DebugFlagSets runs the case at asmtest.DebugFlagSets too (-O0 -g,
+	// -O2 -g -fPIC).
+	DebugFlagSets bool `json:"debug_flag_sets"`
+}
+
+// flagSets are the flag sets a case runs at.
+func (c testCase) flagSets() []asmtest.FlagSet {
+	if !c.expect.DebugFlagSets {
+		return asmtest.FlagSets
+	}
+	return append(append([]asmtest.FlagSet{}, asmtest.FlagSets...), asmtest.DebugFlagSets...)
 }
 
 type expectOverride struct {
@@ -172,7 +183,7 @@ func runCase(t testing.TB, c testCase, fs asmtest.FlagSet) run {
 func TestGolden(t *testing.T) {
 	testutil.RequireGCC(t)
 	for _, c := range loadCases(t) {
-		for _, fs := range asmtest.FlagSets {
+		for _, fs := range c.flagSets() {
 			c, fs := c, fs
 			t.Run(c.name+"/"+fs.Name, func(t *testing.T) {
 				t.Parallel()

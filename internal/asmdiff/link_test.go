@@ -25,7 +25,7 @@ func TestLink(t *testing.T) {
 		if !c.expect.Link {
 			continue
 		}
-		for _, fs := range asmtest.FlagSets {
+		for _, fs := range c.flagSets() {
 			c, fs := c, fs
 			t.Run(c.name+"/"+fs.Name, func(t *testing.T) {
 				t.Parallel()

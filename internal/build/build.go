@@ -53,6 +53,10 @@ type Options struct {
 	Description string
 	// Targets are deployed binaries the original stage must reproduce.
 	Targets []string
+	// ExactLines compiles the patched stage with the line numbers of the
+	// patched files. By default unchanged lines keep their original
+	// numbers (lines.go), so that __LINE__ moves no function.
+	ExactLines bool
 
 	// Self is the hotpatch executable the shims link to.
 	Self string
@@ -285,6 +289,11 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	}()
 	for _, df := range d.diffs {
 		if err := applyDiff(ctx, d.src, df, d.log); err != nil {
+			return err
+		}
+	}
+	if !d.o.ExactLines {
+		if err := stabilizeLines(b, d.log); err != nil {
 			return err
 		}
 	}

@@ -21,6 +21,7 @@ type buildOptions struct {
 	description string
 	jobs        int
 	targets     []string
+	exactLines  bool
 }
 
 func newBuildCommand(g *globalOptions) *cobra.Command {
@@ -57,6 +58,7 @@ full path, so configure the build directory inside the build command.`,
 	f.Uint32Var(&o.level, "level", 1, "patch level; a higher level replaces a lower one with the same id")
 	f.StringVar(&o.description, "description", "", "free-text description stored in the patch")
 	f.IntVarP(&o.jobs, "jobs", "j", 0, "parallel build jobs (passed to make as -j N)")
+	f.BoolVar(&o.exactLines, "exact-lines", false, "compile the patched sources with their own line numbers; by default unchanged lines keep their original numbers, so that __LINE__ and assert move no function")
 	f.StringArrayVar(&o.targets, "target", nil, "deployed binary or library whose build-id the original stage must reproduce (repeatable); when given, only these get patches")
 	return cmd
 }
@@ -118,6 +120,7 @@ func runBuild(g *globalOptions, o *buildOptions, diffs, command []string) error 
 		Level:       o.level,
 		Description: o.description,
 		Targets:     o.targets,
+		ExactLines:  o.exactLines,
 		Self:        self,
 		Env:         os.Environ(),
 		Progress:    progress,

@@ -34,7 +34,7 @@ func TestHelpListsEveryVerb(t *testing.T) {
 // that mission.md §4 promises.
 func TestVerbFlagsFollowTheContract(t *testing.T) {
 	want := map[string][]string{
-		"build":   {"-C, --directory", "-o, --output", "--id", "--level", "--description", "-j, --jobs", "--target"},
+		"build":   {"-C, --directory", "-o, --output", "--id", "--level", "--description", "-j, --jobs", "--target", "--exact-lines"},
 		"gensrc":  {"-o, --output", "--json"},
 		"patch":   {"-p, --pid", "--json", "--retries", "--timeout"},
 		"unpatch": {"-p, --pid", "-i, --id", "--json"},

@@ -44,6 +44,15 @@ var FlagSets = []FlagSet{
 	{Name: "O2-fPIC", Flags: []string{"-O2", "-fPIC"}, PIC: true, Shared: true},
 }
 
+// DebugFlagSets add the debug-info variants of -O0 and of shared-library
+// code, for the cases whose point is what debug information and numbering
+// change (line churn, unnamed objects): a case asks for them in its
+// expect.json.
+var DebugFlagSets = []FlagSet{
+	{Name: "O0g", Flags: []string{"-O0", "-g", "-fPIE"}, PIC: true},
+	{Name: "O2g-fPIC", Flags: []string{"-O2", "-g", "-fPIC"}, PIC: true, Shared: true},
+}
+
 // LinkFlags are the link flags that match the code of fs.
 func (fs FlagSet) LinkFlags() []string {
 	switch {

@@ -16,3 +16,9 @@ __attribute__((weak)) int main(void)
 {
 	return 0;
 }
+
+void reply_help(const char **help, int n)
+{
+	(void)help;
+	(void)n;
+}
