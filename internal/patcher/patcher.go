@@ -172,6 +172,11 @@ func (s *session) close() {
 // object with its build-id. Either all of them are applied or, after any
 // failure, the process is restored as it was.
 func Apply(pid int, patches []*patchfile.Patch, opt Options) (*Result, error) {
+	unlock, err := lockProcess(pid, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	s, err := newSession(pid, opt)
 	if err != nil {
 		return nil, err
