@@ -64,8 +64,14 @@ func (s *session) mapRegions(plans []*plan) error {
 		return err
 	}
 	err = s.tr.Do(func(c *ptrace.Ctl) error {
-		return s.withInjector(c, func(th *ptrace.Thread) error {
-			var err error
+		return s.withInjector(c, func(th *ptrace.Thread) (err error) {
+			// Whatever happens from here, every region mapped carries
+			// a header before the thread resumes.
+			defer func() {
+				if merr := s.markMapped(plans); merr != nil && err == nil {
+					err = merr
+				}
+			}()
 			if sc != nil {
 				err = s.mapFromScratch(c, th, sc, unwinder)
 			} else {
@@ -109,6 +115,38 @@ func (s *session) mapRegions(plans []*plan) error {
 		}
 	}
 	return nil
+}
+
+// markMapped writes a provisional header at the start of every region this
+// operation mapped, and the trap that withdrawing its call frame
+// information returns to, while the thread that mapped them is stopped:
+// if the tool dies after it resumes, info lists the regions and unpatch
+// removes them. Two small writes through /proc/PID/mem cost about a
+// microsecond each.
+func (s *session) markMapped(plans []*plan) error {
+	var errs []error
+	for _, pl := range plans {
+		for _, m := range s.mapped {
+			if m[0] != pl.l.base {
+				continue
+			}
+			h := pl.hdr.provisional()
+			b, err := h.encode()
+			if err == nil && uint64(len(b)) > pl.l.headerSize {
+				err = fmt.Errorf("%d bytes, %d reserved", len(b), pl.l.headerSize)
+			}
+			if err == nil {
+				err = s.mem.WriteAt(b, pl.l.base)
+			}
+			if err == nil && h.EHRegistered {
+				err = s.mem.WriteAt(s.a.Trap, h.TrapAddr)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("mark the region of patch %s at %#x in pid %d: %w", pl.hdr.ID, pl.l.base, s.p.Pid, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // setupCall is one system call that prepares a region.

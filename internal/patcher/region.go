@@ -66,6 +66,20 @@ type regionHeader struct {
 	// to.
 	TrapAddr uint64       `json:"trap_addr"`
 	Funcs    []regionFunc `json:"funcs"`
+	// Incomplete marks the provisional header written in the stop that
+	// maps the region, before its image: the region holds no usable code
+	// and none of its jumps were written. The final header replaces it.
+	Incomplete bool `json:"incomplete,omitempty"`
+}
+
+// provisional is the header a region carries from the stop that maps it
+// until its image is written: everything needed to list and remove it, and
+// no function table, since no jump exists yet.
+func (h *regionHeader) provisional() *regionHeader {
+	p := *h
+	p.Funcs = nil
+	p.Incomplete = true
+	return &p
 }
 
 type regionPart struct {
@@ -154,6 +168,10 @@ func (r *Region) Base() uint64    { return r.hdr.Base }
 func (r *Region) Size() uint64    { return r.hdr.Size }
 func (r *Region) PauseUS() int64  { return r.hdr.PauseUS }
 func (r *Region) Seq() uint64     { return r.hdr.Seq }
+
+// Incomplete reports a region whose mapping was interrupted: it holds no
+// patch code and no jump leads to it; unpatch removes it.
+func (r *Region) Incomplete() bool { return r.hdr.Incomplete }
 func (r *Region) AppliedAt() time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, r.hdr.AppliedAt)
 	return t
@@ -173,11 +191,19 @@ func (r *Region) Functions() []string {
 // FindRegions scans the anonymous mappings of pid for region headers.
 // Nothing but the process is consulted: this works after the tool that
 // applied the patches was restarted or upgraded.
+//
+// Every region carries a header from the stop that mapped it on (a
+// provisional one until its image is written), so a region that a killed
+// hotpatch left behind is found too: a process can hold a region without a
+// header only while the thread that mapped it is still stopped in the
+// injected code, and if the tool dies then, that thread dies of the trap
+// the code ends in, and the process with it.
 func FindRegions(pid int, maps []proc.Mapping) ([]*Region, error) {
 	var cands []proc.Mapping
 	for _, m := range maps {
-		// A region starts with its read-only header part.
-		if m.IsAnonymous() && m.Perms.Read && !m.Perms.Write && !m.Perms.Exec && !m.Perms.Shared {
+		// A region starts with its read-only header part; a set-up
+		// interrupted before its mprotects leaves it read-execute.
+		if m.IsAnonymous() && m.Perms.Read && !m.Perms.Write && !m.Perms.Shared {
 			cands = append(cands, m)
 		}
 	}
