@@ -104,6 +104,11 @@ func (s *session) mapRegions(plans []*plan) error {
 	if err != nil {
 		return err
 	}
+	// Tests stop here, as a tool killed between the stop and the image
+	// would.
+	if err := s.opt.hit("before-image"); err != nil {
+		return err
+	}
 	for _, pl := range plans {
 		if pl.hdr.EHRegistered {
 			err = s.writeAfterRegistration(pl)

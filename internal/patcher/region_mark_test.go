@@ -1,0 +1,123 @@
+package patcher
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hotpatch/hotpatch/internal/patcher/patchertest"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/ptrace/ptracetest"
+	"github.com/hotpatch/hotpatch/internal/testutil"
+)
+
+// interruptAfterMapping does what a hotpatch killed right after the stop
+// that maps the regions leaves: the regions are mapped (and their call
+// frame information registered), the image is not written, and nothing
+// rolls back. Where scratch is false, the scratch room is refused, so the
+// mmap is injected alone.
+func interruptAfterMapping(t *testing.T, pid int, p *patchfile.Patch, scratch bool) {
+	t.Helper()
+	killed := errors.New("killed (test)")
+	opt := testOpts
+	opt.fault = func(at string) error {
+		switch {
+		case at == "before-image":
+			return killed
+		case at == "scratch" && !scratch:
+			return errors.New("no scratch room (test)")
+		}
+		return nil
+	}
+	unlock, err := lockProcess(pid, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	s, err := newSession(pid, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plans, err := s.plan([]*patchfile.Patch{p}, &Result{})
+	if err != nil || len(plans) != 1 {
+		t.Fatalf("plan: %v", err)
+	}
+	if err := s.open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	for _, pl := range plans {
+		pl.hdr.AppliedAt = time.Now().UTC().Format(time.RFC3339Nano)
+	}
+	if err := s.mapRegions(plans); !errors.Is(err, killed) {
+		t.Fatalf("map: %v", err)
+	}
+}
+
+// expectIncomplete checks that info lists one incomplete region with the
+// patch's id, and that unpatch removes it.
+func expectIncomplete(t *testing.T, pid int, id string) {
+	t.Helper()
+	pi, err := Info(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []PatchInfo
+	for _, o := range pi.Objects {
+		found = append(found, o.Patches...)
+	}
+	found = append(found, pi.Orphans...)
+	if len(found) != 1 || found[0].ID != id || found[0].State != "incomplete" || found[0].Active {
+		t.Fatalf("info lists %+v, want one incomplete region of %s", found, id)
+	}
+	res, err := Unpatch(pid, "", testOpts)
+	if err != nil || len(res.Patches) != 1 || res.Patches[0].Status != StatusRemoved {
+		t.Fatalf("unpatch of the incomplete region: %+v, %v", res, err)
+	}
+}
+
+// TestInterruptedMappingIsListedAndRemoved: a hotpatch that dies between
+// the stop that maps a region and the writing of its image leaves a
+// region that info lists as incomplete and unpatch removes, down to the
+// mappings the process had, by either way of mapping.
+func TestInterruptedMappingIsListedAndRemoved(t *testing.T) {
+	t.Parallel()
+	app, _ := fixture(t, true)
+	tg := startApp(t, app, "2")
+	before := anonMaps(t, tg.Pid)
+	p := patchertest.Build(t, patchertest.Spec{ID: "cut", Level: 1, Target: app,
+		Source: `int compute_c(int x) { return x + 70; }`, Replace: map[string]string{"compute": "compute_c"}})
+	for _, scratch := range []bool{true, false} {
+		interruptAfterMapping(t, tg.Pid, p, scratch)
+		expectIncomplete(t, tg.Pid, "cut")
+		if after := anonMaps(t, tg.Pid); after != before {
+			t.Fatalf("scratch %v: %d anonymous mappings before, %d after unpatch", scratch, before, after)
+		}
+		expectAll(t, tg, len(tg.Output()), 2, "compute=2 ")
+	}
+	// The process can still be patched for real.
+	apply(t, tg.Pid, p)
+	expectAll(t, tg, len(tg.Output()), 2, "compute=71 ")
+	unpatch(t, tg.Pid, "")
+}
+
+// TestInterruptedMappingWithFramesIsRemoved: in a C++ program the stop
+// also registers the region's call frame information with libgcc; the
+// provisional header records it, so that unpatch withdraws it before
+// unmapping and the program's exceptions keep working.
+func TestInterruptedMappingWithFramesIsRemoved(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/cxxthrows", Flags: []string{"-O2"}})
+	tg := ptracetest.Start(t, exe)
+	tg.WaitFor(t, 0, "throw=1 parse=-1\n", 10*time.Second)
+	before := anonMaps(t, tg.Pid)
+	p := throwingPatch(t, exe, "cutthrows", -5)
+	for _, scratch := range []bool{true, false} {
+		interruptAfterMapping(t, tg.Pid, p, scratch)
+		expectIncomplete(t, tg.Pid, "cutthrows")
+		off := tg.WaitFor(t, len(tg.Output()), "throw=1 parse=-1\n", 5*time.Second)
+		tg.WaitFor(t, off, "throw=1 parse=-1\n", 5*time.Second)
+	}
+	expectThrowerIntact(t, tg, before)
+}
