@@ -59,6 +59,10 @@ const (
 func (s *session) mapRegions(plans []*plan) error {
 	unwinder, withFrames := s.frameRegistration(plans)
 	calls := s.setupCalls(plans)
+	marks, err := provisionalHeaders(plans)
+	if err != nil {
+		return err
+	}
 	sc, err := s.writeScratchSequence(plans, calls, unwinder, withFrames)
 	if err != nil {
 		return err
@@ -68,7 +72,7 @@ func (s *session) mapRegions(plans []*plan) error {
 			// Whatever happens from here, every region mapped carries
 			// a header before the thread resumes.
 			defer func() {
-				if merr := s.markMapped(plans); merr != nil && err == nil {
+				if merr := s.markMapped(plans, marks); merr != nil && err == nil {
 					err = merr
 				}
 			}()
@@ -122,29 +126,50 @@ func (s *session) mapRegions(plans []*plan) error {
 	return nil
 }
 
-// markMapped writes a provisional header at the start of every region this
-// operation mapped, and the trap that withdrawing its call frame
+// provisionalHeaders encodes, before the stop, the provisional header of
+// each plan's region in both forms the stop may need: without and with
+// its call frame information registered. Encoding takes longer than the
+// write, and the stop only writes.
+func provisionalHeaders(plans []*plan) (map[*plan][2][]byte, error) {
+	out := map[*plan][2][]byte{}
+	for _, pl := range plans {
+		var both [2][]byte
+		for i, registered := range []bool{false, true} {
+			h := pl.hdr.provisional()
+			h.EHRegistered = registered
+			b, err := h.encode()
+			if err != nil {
+				return nil, err
+			}
+			if uint64(len(b)) > pl.l.headerSize {
+				return nil, fmt.Errorf("region header of patch %s is %d bytes, %d reserved", pl.hdr.ID, len(b), pl.l.headerSize)
+			}
+			both[i] = b
+		}
+		out[pl] = both
+	}
+	return out, nil
+}
+
+// markMapped writes the provisional header at the start of every region
+// this operation mapped, and the trap that withdrawing its call frame
 // information returns to, while the thread that mapped them is stopped:
 // if the tool dies after it resumes, info lists the regions and unpatch
-// removes them. Two small writes through /proc/PID/mem cost about a
-// microsecond each.
-func (s *session) markMapped(plans []*plan) error {
+// removes them.
+func (s *session) markMapped(plans []*plan, marks map[*plan][2][]byte) error {
 	var errs []error
 	for _, pl := range plans {
 		for _, m := range s.mapped {
 			if m[0] != pl.l.base {
 				continue
 			}
-			h := pl.hdr.provisional()
-			b, err := h.encode()
-			if err == nil && uint64(len(b)) > pl.l.headerSize {
-				err = fmt.Errorf("%d bytes, %d reserved", len(b), pl.l.headerSize)
+			b := marks[pl][0]
+			if pl.hdr.EHRegistered {
+				b = marks[pl][1]
 			}
-			if err == nil {
-				err = s.mem.WriteAt(b, pl.l.base)
-			}
-			if err == nil && h.EHRegistered {
-				err = s.mem.WriteAt(s.a.Trap, h.TrapAddr)
+			err := s.mem.WriteAt(b, pl.l.base)
+			if err == nil && pl.hdr.EHRegistered {
+				err = s.mem.WriteAt(s.a.Trap, pl.hdr.TrapAddr)
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("mark the region of patch %s at %#x in pid %d: %w", pl.hdr.ID, pl.l.base, s.p.Pid, err))

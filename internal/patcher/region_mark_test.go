@@ -121,3 +121,44 @@ func TestInterruptedMappingWithFramesIsRemoved(t *testing.T) {
 	}
 	expectThrowerIntact(t, tg, before)
 }
+
+// BenchmarkMarkRegion measures what the provisional header adds to the
+// stop that maps a region: writing it, encoded beforehand, through
+// /proc/PID/mem into a mapped region of a live target.
+func BenchmarkMarkRegion(b *testing.B) {
+	testutil.RequirePtrace(b)
+	app := testutil.BuildFixture(b, testutil.Build{Dir: "testdata/turns", Name: "turns-bench", Flags: []string{"-O2", "-pthread"}})
+	tg := testutil.Start(b, app)
+	tg.WaitFor(b, 0, "ready\n", 10*time.Second)
+	p := patchertest.Build(b, patchertest.Spec{ID: "mark", Level: 1, Target: app,
+		Source: `int alpha_m(void) { return 3; }`, Replace: map[string]string{"alpha": "alpha_m"}})
+	s, err := newSession(tg.Pid, testOpts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	plans, err := s.plan([]*patchfile.Patch{p}, &Result{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.open(); err != nil {
+		b.Fatal(err)
+	}
+	defer s.close()
+	if err := s.mapRegions(plans); err != nil {
+		b.Fatal(err)
+	}
+	marks, err := provisionalHeaders(plans)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.markMapped(plans, marks); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if err := s.rollbackMapped(nil); err != nil {
+		b.Fatal(err)
+	}
+}
