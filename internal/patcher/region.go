@@ -154,6 +154,36 @@ func decodeRegionHeader(b []byte) (*regionHeader, error) {
 	return &h, nil
 }
 
+// readRegionHeader reads the header of the region at addr. A reader that does not hold the process's
+// lock (info) may meet a header being rewritten (the provisional one
+// replaced by the final one, or the pause time added): a torn read fails
+// its CRC, and is read again.
+func readRegionHeader(pid int, addr uint64) (*regionHeader, error) {
+	var err error
+	var n int
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		buf := make([]byte, regionPrefixSize)
+		if err = proc.ReadMem(pid, addr, buf); err != nil {
+			return nil, fmt.Errorf("read patch region header at %#x in pid %d: %w", addr, pid, err)
+		}
+		if n, err = decodeRegionPrefix(buf); err != nil {
+			continue
+		}
+		buf = make([]byte, regionPrefixSize+n)
+		if err = proc.ReadMem(pid, addr, buf); err != nil {
+			return nil, fmt.Errorf("read patch region header at %#x in pid %d: %w", addr, pid, err)
+		}
+		var h *regionHeader
+		if h, err = decodeRegionHeader(buf); err == nil {
+			return h, nil
+		}
+	}
+	return nil, fmt.Errorf("patch region at %#x in pid %d: %w", addr, pid, err)
+}
+
 // Region is a patch region found in a process.
 type Region struct {
 	hdr *regionHeader
@@ -223,20 +253,16 @@ func FindRegions(pid int, maps []proc.Mapping) ([]*Region, error) {
 		if got[i] < regionPrefixSize {
 			continue
 		}
-		n, err := decodeRegionPrefix(ranges[i].Buf)
+		_, err := decodeRegionPrefix(ranges[i].Buf)
 		if err == errNotRegion {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("patch region at %#x in pid %d: %w", m.Start, pid, err)
 		}
-		buf := make([]byte, regionPrefixSize+n)
-		if err := proc.ReadMem(pid, m.Start, buf); err != nil {
-			return nil, fmt.Errorf("read patch region header at %#x in pid %d: %w", m.Start, pid, err)
-		}
-		h, err := decodeRegionHeader(buf)
+		h, err := readRegionHeader(pid, m.Start)
 		if err != nil {
-			return nil, fmt.Errorf("patch region at %#x in pid %d: %w", m.Start, pid, err)
+			return nil, err
 		}
 		if h.Base != m.Start {
 			return nil, fmt.Errorf("patch region at %#x in pid %d records base %#x: the header was copied or corrupted", m.Start, pid, h.Base)
