@@ -181,6 +181,9 @@ func Apply(pid int, patches []*patchfile.Patch, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.dropIncomplete(); err != nil {
+		return nil, err
+	}
 	res := &Result{Pid: pid}
 	plans, err := s.plan(patches, res)
 	if err != nil {

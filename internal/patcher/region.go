@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/ptrace"
 )
 
 // The region header, at the start of every patch region in the target:
@@ -182,6 +183,42 @@ func readRegionHeader(pid int, addr uint64) (*regionHeader, error) {
 		}
 	}
 	return nil, fmt.Errorf("patch region at %#x in pid %d: %w", addr, pid, err)
+}
+
+// dropIncomplete removes the incomplete regions of the process before an
+// apply plans: with the process's lock held, no other run is mapping one,
+// so an incomplete region is what a run that died left, and it would
+// otherwise pass for the patch it was meant to hold.
+func (s *session) dropIncomplete() error {
+	var keep []*Region
+	s.mapped = nil
+	for _, r := range s.regions {
+		if r.hdr.Incomplete {
+			s.mapped = append(s.mapped, [2]uint64{r.hdr.Base, r.hdr.Size})
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	if len(s.mapped) == 0 {
+		return nil
+	}
+	if err := s.open(); err != nil {
+		return err
+	}
+	for _, r := range s.regions {
+		if r.hdr.Incomplete {
+			s.noteRegistered(r.hdr)
+		}
+	}
+	err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) })
+	s.noteThreadStop()
+	s.close()
+	s.tr, s.mem, s.frames, s.mapped = nil, nil, nil, nil
+	if err != nil {
+		return fmt.Errorf("remove the incomplete patch regions an interrupted hotpatch left in pid %d: %w", s.p.Pid, err)
+	}
+	s.regions = keep
+	return nil
 }
 
 // Region is a patch region found in a process.

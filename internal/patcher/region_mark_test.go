@@ -95,10 +95,33 @@ func TestInterruptedMappingIsListedAndRemoved(t *testing.T) {
 		}
 		expectAll(t, tg, len(tg.Output()), 2, "compute=2 ")
 	}
-	// The process can still be patched for real.
-	apply(t, tg.Pid, p)
+	// Patching again after an interrupted run removes what it left and
+	// applies the patch, rather than take the leftover for it.
+	interruptAfterMapping(t, tg.Pid, p, true)
+	if res := apply(t, tg.Pid, p); len(res.Patches) != 1 || res.Patches[0].Status != StatusApplied {
+		t.Fatalf("apply after an interrupted run: %+v", res.Patches)
+	}
 	expectAll(t, tg, len(tg.Output()), 2, "compute=71 ")
+	pi, err := Info(tg.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range pi.Objects {
+		for _, pa := range o.Patches {
+			n++
+			if pa.State != "active" {
+				t.Fatalf("after the apply, info lists %+v", pa)
+			}
+		}
+	}
+	if n != 1 || len(pi.Orphans) != 0 {
+		t.Fatalf("after the apply, info lists %d regions and %d orphans, want one", n, len(pi.Orphans))
+	}
 	unpatch(t, tg.Pid, "")
+	if after := anonMaps(t, tg.Pid); after != before {
+		t.Fatalf("%d anonymous mappings before, %d after", before, after)
+	}
 }
 
 // TestInterruptedMappingWithFramesIsRemoved: in a C++ program the stop
