@@ -35,15 +35,15 @@ func (t *targetOptions) register(cmd *cobra.Command) {
 }
 
 // selects applies --exe: it reports whether the process runs the file, as
-// its executable or as a loaded object. Paths are compared after
-// resolving symbolic links, so /usr/bin/x and /bin/x on a merged /usr
-// match.
+// its executable or as a loaded object. The kernel names both by their
+// resolved path, so --exe is resolved too: /bin/x on a merged /usr
+// matches a process started as /usr/bin/x.
 func (t *targetOptions) selects(pid int) (bool, error) {
 	if t.exe == "" {
 		return true, nil
 	}
 	want := resolvePath(t.exe)
-	if exe, err := proc.Exe(pid); err == nil && resolvePath(exe) == want {
+	if exe, err := proc.Exe(pid); err == nil && exe == want {
 		return true, nil
 	}
 	maps, err := proc.ReadMaps(pid)
@@ -51,7 +51,7 @@ func (t *targetOptions) selects(pid int) (bool, error) {
 		return false, err
 	}
 	for _, m := range maps {
-		if m.IsFile() && (m.Path == want || resolvePath(m.Path) == want) {
+		if m.IsFile() && m.Path == want {
 			return true, nil
 		}
 	}
