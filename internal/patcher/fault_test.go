@@ -83,8 +83,18 @@ func TestKilledHotpatchLeavesNothingUnexplained(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		what := fmt.Sprintf("kill %d: %s killed after %v", i, args[0], at)
-		if done, err := tg.Exited(); done {
-			t.Fatalf("%s: the target died: %v\n%s", what, err, tg.Output())
+		// A target that died may not have been reaped yet: wait a little
+		// for its exit status before anything else reads it.
+		for w := 0; w < 10; w++ {
+			if done, err := tg.Exited(); done {
+				t.Fatalf("%s: the target died: %v\n%s", what, err, tg.Output())
+			}
+			if w == 0 {
+				if _, err := proc.ReadStatus(tg.Pid); err == nil {
+					break
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		regions := info(t, tool, tg.Pid)
 		explained(t, what, baseline, mappings(t, tg.Pid), regions)
