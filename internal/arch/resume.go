@@ -14,7 +14,7 @@ type ResumeState struct {
 }
 
 // ResumeBlockSize is the size of the block EncodeResumeBlock fills.
-const ResumeBlockSize = 19 * 8
+const ResumeBlockSize = 20 * 8
 
 // ResumeCode ends injected code so that the thread goes back to what it
 // was doing whether or not a tracer is still there. It raises MarkerSignal
@@ -35,22 +35,25 @@ type ResumeCode struct {
 // that case.
 const MarkerSignal = 23
 
-// EncodeResume returns resume code placed at at, which reads its
-// registers from the block at block, and raises the marker signal with
-// tgkill(tgid, tid). ok is false for an architecture without it.
-func (a *Arch) EncodeResume(at, block uint64, tgid, tid int) (rc ResumeCode, ok bool) {
+// EncodeResume returns resume code placed at at, which reads the
+// registers, and the thread to raise the marker signal on (with
+// tgkill(tgid, tid)), from the block at block: the code can be written
+// before the thread is chosen and stopped, the block only then. ok is
+// false for an architecture without it.
+func (a *Arch) EncodeResume(at, block uint64, tgid int) (rc ResumeCode, ok bool) {
 	switch a.Machine {
 	case elf.EM_X86_64:
-		return encodeResumeAMD64(at, block, tgid, tid), true
+		return encodeResumeAMD64(at, block, tgid), true
 	}
 	return ResumeCode{}, false
 }
 
-// EncodeResumeBlock lays out st as the code of EncodeResume reads it.
-func (a *Arch) EncodeResumeBlock(st ResumeState) []byte {
+// EncodeResumeBlock lays out st and the thread id tid as the code of
+// EncodeResume reads them.
+func (a *Arch) EncodeResumeBlock(st ResumeState, tid int) []byte {
 	switch a.Machine {
 	case elf.EM_X86_64:
-		return resumeBlockAMD64(st)
+		return resumeBlockAMD64(st, tid)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -63,7 +64,7 @@ func (s *session) mapRegions(plans []*plan) error {
 	if err != nil {
 		return err
 	}
-	sc, err := s.writeScratchSequence(plans, calls, unwinder, withFrames)
+	sc, err := s.writeScratchSequence(plans, calls, unwinder, withFrames, marks)
 	if err != nil {
 		return err
 	}
@@ -72,7 +73,7 @@ func (s *session) mapRegions(plans []*plan) error {
 			// Whatever happens from here, every region mapped carries
 			// a header before the thread resumes.
 			defer func() {
-				if merr := s.markMapped(plans, marks); merr != nil && err == nil {
+				if merr := s.markMapped(plans, marks, sc); merr != nil && err == nil {
 					err = merr
 				}
 			}()
@@ -155,10 +156,15 @@ func provisionalHeaders(plans []*plan) (map[*plan][2][]byte, error) {
 // this operation mapped, and the trap that withdrawing its call frame
 // information returns to, while the thread that mapped them is stopped:
 // if the tool dies after it resumes, info lists the regions and unpatch
-// removes them.
-func (s *session) markMapped(plans []*plan, marks map[*plan][2][]byte) error {
+// removes them. Resumable set-up code that ran to its end did it already,
+// unless a region's frames were registered after it.
+func (s *session) markMapped(plans []*plan, marks map[*plan][2][]byte, sc *scratch) error {
 	var errs []error
 	for _, pl := range plans {
+		if sc != nil && sc.marked && sc.done && slices.Contains(sc.framed, pl) == pl.hdr.EHRegistered {
+			// The set-up code copied the right header in.
+			continue
+		}
 		for _, m := range s.mapped {
 			if m[0] != pl.l.base {
 				continue
@@ -225,7 +231,7 @@ func syscallCalls(calls []setupCall) []arch.SyscallCall {
 // mapFromScratch runs the whole set-up sequence from the scratch code,
 // the registration of call frame information included when it fits.
 func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, fns unwinderFuncs) error {
-	regs, err := c.RunCode(th, sc.code)
+	regs, err := s.runScratch(c, th, sc)
 	if err != nil {
 		return err
 	}
@@ -244,6 +250,7 @@ func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, 
 		}
 	}
 	if off == sc.seq.Done {
+		sc.done = true
 		return nil
 	}
 	failed := sc.seq.FailedCall(off)
@@ -251,6 +258,19 @@ func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, 
 		return fmt.Errorf("the set-up code in pid %d stopped at an unexpected place (%#x, code at %#x)", s.p.Pid, regs.PC(), sc.code)
 	}
 	return s.setupFailed(c, th, sc.calls[failed], regs.Result())
+}
+
+// runScratch runs the code in the scratch room on th. Resumable code gets
+// th's registers in its block first: from then on, if the tool dies, the
+// thread runs the code to its end and goes back to what it was doing.
+func (s *session) runScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch) (ptrace.Regs, error) {
+	if !sc.resumable {
+		return c.RunCode(th, sc.code)
+	}
+	if err := s.mem.WriteAt(s.a.EncodeResumeBlock(c.ResumeState(th), th.Tid), sc.block); err != nil {
+		return ptrace.Regs{}, fmt.Errorf("write the resume block at %#x in %s of pid %d: %w", sc.block, sc.path, s.p.Pid, err)
+	}
+	return c.RunCodeUntil(th, sc.code, sc.code+uint64(sc.seq.Done))
 }
 
 // setupFailed reports a set-up call that failed with result res. An mmap
@@ -472,7 +492,7 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 		calls = append(calls, setupCall{what: fmt.Sprintf("unmap the region at %#x", m[0]),
 			SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Munmap, Args: []uint64{m[0], m[1]}}})
 	}
-	sc, err := s.writeScratchSequence(nil, calls, unwinderFuncs{}, nil)
+	sc, err := s.writeScratchSequence(nil, calls, unwinderFuncs{}, nil, nil)
 	if err != nil {
 		sc = nil
 	}
@@ -516,7 +536,7 @@ func (s *session) unmapOn(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, calls [
 	}
 	rest := calls
 	if sc != nil {
-		regs, err := c.RunCode(th, sc.code)
+		regs, err := s.runScratch(c, th, sc)
 		if err != nil {
 			return errors.Join(append(errs, err)...)
 		}

@@ -7,8 +7,10 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/patcher/patchertest"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/ptrace"
 	"github.com/hotpatch/hotpatch/internal/ptrace/ptracetest"
 	"github.com/hotpatch/hotpatch/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // interruptAfterMapping does what a hotpatch killed right after the stop
@@ -176,12 +178,98 @@ func BenchmarkMarkRegion(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := s.markMapped(plans, marks); err != nil {
+		if err := s.markMapped(plans, marks, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
 	if err := s.rollbackMapped(nil); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// TestToolDeathInsideTheMappingStop leaves the thread that maps a region
+// as a tool killed in the middle of that stop does: pointed at the set-up
+// code, with no tracer to restore its registers. The thread runs the code
+// to its end and goes back to what it was doing; the region it mapped
+// carries its provisional header, so info lists it and unpatch removes
+// it; the program runs on as before.
+func TestToolDeathInsideTheMappingStop(t *testing.T) {
+	t.Parallel()
+	for _, cxx := range []bool{false, true} {
+		var tg *ptracetest.Target
+		var p *patchfile.Patch
+		var healthy func(from int) int
+		if cxx {
+			testutil.RequirePtrace(t)
+			exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/cxxthrows", Flags: []string{"-O2"}})
+			tg = ptracetest.Start(t, exe)
+			tg.WaitFor(t, 0, "throw=1 parse=-1\n", 10*time.Second)
+			p = throwingPatch(t, exe, "diethrows", -4)
+			healthy = func(from int) int {
+				off := tg.WaitFor(t, from, "throw=1 parse=-1\n", 5*time.Second)
+				return tg.WaitFor(t, off, "throw=1 parse=-1\n", 5*time.Second)
+			}
+		} else {
+			app, _ := fixture(t, true)
+			tg = startApp(t, app, "2")
+			p = patchertest.Build(t, patchertest.Spec{ID: "die", Level: 1, Target: app,
+				Source: `int compute_d(int x) { return x + 50; }`, Replace: map[string]string{"compute": "compute_d"}})
+			healthy = func(from int) int { return expectAll(t, tg, from, 2, "compute=2 ") }
+		}
+		before := anonMaps(t, tg.Pid)
+		s, err := newSession(tg.Pid, testOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plans, err := s.plan([]*patchfile.Patch{p}, &Result{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.open(); err != nil {
+			t.Fatal(err)
+		}
+		unwinder, withFrames := s.frameRegistration(plans)
+		marks, err := provisionalHeaders(plans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := s.writeScratchSequence(plans, s.setupCalls(plans), unwinder, withFrames, marks)
+		if err != nil || sc == nil || !sc.resumable {
+			t.Fatalf("no resumable set-up code (%v)", err)
+		}
+		if cxx && len(sc.framed) != 1 {
+			t.Fatalf("the frames are not registered by the set-up code")
+		}
+		err = s.tr.Do(func(c *ptrace.Ctl) error {
+			th, err := s.stopInjector(c, s.injectorCandidate())
+			if err != nil {
+				return err
+			}
+			if err := s.mem.WriteAt(s.a.EncodeResumeBlock(c.ResumeState(th), th.Tid), sc.block); err != nil {
+				return err
+			}
+			work := th.Regs
+			work.Raw().Rip, work.Raw().Orig_rax = sc.code, ^uint64(0)
+			if err := c.SetRegs(th, &work); err != nil {
+				return err
+			}
+			// The tool dies here: the kernel detaches the thread as it is.
+			return unix.PtraceDetach(th.Tid)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.close()
+		sc.lock.Close()
+		healthy(len(tg.Output()))
+		expectIncomplete(t, tg.Pid, p.ID)
+		healthy(len(tg.Output()))
+		if after := anonMaps(t, tg.Pid); after != before {
+			t.Fatalf("C++ %v: %d anonymous mappings before, %d after", cxx, before, after)
+		}
+		if !tg.Alive() {
+			t.Fatalf("C++ %v: the target died", cxx)
+		}
 	}
 }

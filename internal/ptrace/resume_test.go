@@ -55,11 +55,11 @@ func TestResumeCodeWithoutTracer(t *testing.T) {
 			}
 			block := page + uint64(i)*512
 			code := block + arch.ResumeBlockSize
-			rc, ok := a.EncodeResume(code, block, target.Pid, th.Tid)
+			rc, ok := a.EncodeResume(code, block, target.Pid)
 			if !ok {
 				t.Fatal("no resume code for x86-64")
 			}
-			if err := mem.WriteAt(append(a.EncodeResumeBlock(c.ResumeState(th)), rc.Code...), block); err != nil {
+			if err := mem.WriteAt(append(a.EncodeResumeBlock(c.ResumeState(th), th.Tid), rc.Code...), block); err != nil {
 				return err
 			}
 			work := th.Regs
@@ -131,8 +131,8 @@ func TestRunCodeUntilMarker(t *testing.T) {
 		for i, th := range threads {
 			block := page + uint64(i)*512
 			code := block + arch.ResumeBlockSize
-			rc, _ := a.EncodeResume(code, block, target.Pid, th.Tid)
-			if err := mem.WriteAt(append(a.EncodeResumeBlock(c.ResumeState(th)), rc.Code...), block); err != nil {
+			rc, _ := a.EncodeResume(code, block, target.Pid)
+			if err := mem.WriteAt(append(a.EncodeResumeBlock(c.ResumeState(th), th.Tid), rc.Code...), block); err != nil {
 				return err
 			}
 			regs, err := c.RunCodeUntil(th, code, code+uint64(rc.Marker))
