@@ -28,9 +28,13 @@ import (
 // If the tool dies before or after the stop, the code stays in place: it
 // is unreachable, and the next run saves and restores whatever it finds
 // there. If it dies during the stop, the kernel resumes the thread where
-// it is, with the registers of the injected code, and the process dies of
-// SIGTRAP or SIGSEGV, as with any code injected by ptrace (a system call
-// injected by single-stepping has the same window).
+// it is, with the registers of the injected code. Resumable code (see
+// scratchResumable) is made for that: the thread runs it to its end,
+// every region it mapped gets its header, and the resume code takes the
+// thread back to what it was doing. Code that is not resumable (no room
+// for it, or a call that failed and stopped at its trap) ends in a trap,
+// and the process dies of SIGTRAP, as with any code injected by ptrace;
+// so does a system call injected alone by single-stepping.
 type scratch struct {
 	path string
 	// at is the first byte written; code is where the sequence starts.

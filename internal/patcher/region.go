@@ -261,10 +261,11 @@ func (r *Region) Functions() []string {
 //
 // Every region carries a header from the stop that mapped it on (a
 // provisional one until its image is written), so a region that a killed
-// hotpatch left behind is found too: a process can hold a region without a
-// header only while the thread that mapped it is still stopped in the
-// injected code, and if the tool dies then, that thread dies of the trap
-// the code ends in, and the process with it.
+// hotpatch left behind is found too: the set-up code copies the header in
+// itself, and where it cannot (no room for resumable code), the tracer
+// writes it before the thread resumes; a tool that dies before then, in
+// that case, leaves the thread in code that ends in a trap, and the
+// process dies with it rather than run on with an unmarked region.
 func FindRegions(pid int, maps []proc.Mapping) ([]*Region, error) {
 	var cands []proc.Mapping
 	for _, m := range maps {
