@@ -4,13 +4,14 @@ import "encoding/binary"
 
 // The x86-64 resume block: the 16 general registers by hardware number
 // (rax rcx rdx rbx rsp rbp rsi rdi r8..r15), then rip, rflags, a stack
-// pointer below the red zone for the flags' push and pop, and the thread
-// id the marker signal goes to.
+// pointer below the red zone for the flags' push and pop, the thread id
+// the marker signal goes to, and the signal.
 const (
 	amd64BlockRIP   = 16
 	amd64BlockFlags = 17
 	amd64BlockTmpSP = 18
 	amd64BlockTid   = 19
+	amd64BlockSig   = 20
 	amd64TgkillNr   = 234
 	amd64RSP        = 4
 	// Single-step (TF) and resume (RF) flags are the tracer's business,
@@ -21,7 +22,7 @@ const (
 // amd64DWARFToHW maps DWARF register numbers 0 to 15 to hardware numbers.
 var amd64DWARFToHW = [16]int{0, 2, 1, 3, 6, 7, 5, 4, 8, 9, 10, 11, 12, 13, 14, 15}
 
-func resumeBlockAMD64(st ResumeState, tid int) []byte {
+func resumeBlockAMD64(st ResumeState, tid, sig int) []byte {
 	var words [ResumeBlockSize / 8]uint64
 	for dw, hw := range amd64DWARFToHW {
 		words[hw] = st.Regs[dw]
@@ -30,6 +31,7 @@ func resumeBlockAMD64(st ResumeState, tid int) []byte {
 	words[amd64BlockFlags] = st.Flags & amd64FlagsMask
 	words[amd64BlockTmpSP] = (words[amd64RSP] - 128 - 64) &^ 15
 	words[amd64BlockTid] = uint64(tid)
+	words[amd64BlockSig] = uint64(sig)
 	b := make([]byte, 0, ResumeBlockSize)
 	for _, w := range words {
 		b = binary.LittleEndian.AppendUint64(b, w)
@@ -51,8 +53,7 @@ func encodeResumeAMD64(at, block uint64, tgid int) ResumeCode {
 	c = append(c, 0x48, 0xbf) // movabs $tgid, %rdi
 	c = binary.LittleEndian.AppendUint64(c, uint64(tgid))
 	ripRel([]byte{0x48, 0x8b, 0x35}, amd64BlockTid) // mov tid(%rip), %rsi
-	c = append(c, 0x48, 0xba)                       // movabs $sig, %rdx
-	c = binary.LittleEndian.AppendUint64(c, MarkerSignal)
+	ripRel([]byte{0x48, 0x8b, 0x15}, amd64BlockSig) // mov sig(%rip), %rdx
 	c = append(c, 0x0f, 0x05) // syscall
 	marker := len(c)
 	ripRel([]byte{0x48, 0x8b, 0x25}, amd64BlockTmpSP) // mov tmpsp(%rip), %rsp

@@ -46,7 +46,7 @@ func TestAMD64ResumeCode(t *testing.T) {
 	if marker != rc.Marker {
 		t.Fatalf("marker at %d, the syscall ends at %d", rc.Marker, marker)
 	}
-	want := []load{{"MOV RSI", 19}, {"MOV RSP", 18}, {"PUSH", 17},
+	want := []load{{"MOV RSI", 19}, {"MOV RDX", 20}, {"MOV RSP", 18}, {"PUSH", 17},
 		{"MOV RAX", 0}, {"MOV RCX", 1}, {"MOV RDX", 2}, {"MOV RBX", 3}, {"MOV RBP", 5}, {"MOV RSI", 6}, {"MOV RDI", 7},
 		{"MOV R8", 8}, {"MOV R9", 9}, {"MOV R10", 10}, {"MOV R11", 11}, {"MOV R12", 12}, {"MOV R13", 13}, {"MOV R14", 14}, {"MOV R15", 15},
 		{"MOV RSP", 4}, {"JMP", 16}}
@@ -70,7 +70,7 @@ func TestAMD64ResumeBlock(t *testing.T) {
 	}
 	st.Regs[7] = 0x7ffc00001000 // rsp
 	st.PC, st.Flags = 0x401000, 0x246|0x100|0x10000
-	b := AMD64.EncodeResumeBlock(st, 77)
+	b := AMD64.EncodeResumeBlock(st, 77, 23)
 	if len(b) != ResumeBlockSize {
 		t.Fatalf("block of %d bytes", len(b))
 	}
@@ -85,7 +85,7 @@ func TestAMD64ResumeBlock(t *testing.T) {
 	if sp := word(18); sp > 0x7ffc00001000-128-8 || sp%16 != 0 {
 		t.Errorf("temporary stack %#x is not below the red zone, aligned", sp)
 	}
-	if word(19) != 77 {
-		t.Errorf("thread id %d", word(19))
+	if word(19) != 77 || word(20) != 23 {
+		t.Errorf("thread id %d, signal %d", word(19), word(20))
 	}
 }

@@ -14,14 +14,15 @@ type ResumeState struct {
 }
 
 // ResumeBlockSize is the size of the block EncodeResumeBlock fills.
-const ResumeBlockSize = 20 * 8
+const ResumeBlockSize = 21 * 8
 
 // ResumeCode ends injected code so that the thread goes back to what it
-// was doing whether or not a tracer is still there. It raises MarkerSignal
-// on the thread itself: a tracer sees a signal-delivery stop at Marker and
-// restores the registers itself (suppressing the signal); without a tracer
-// (the tool died) the signal's default action is to be ignored, and the
-// code goes on to load every register from the block and jump back.
+// was doing whether or not a tracer is still there. It raises a marker
+// signal (one of MarkerSignals, named in the block) on the thread itself:
+// a tracer sees a signal-delivery stop at Marker and restores the
+// registers itself (suppressing the signal); without a tracer (the tool
+// died) the signal's default action is to be ignored, and the code goes on
+// to load every register from the block and jump back.
 type ResumeCode struct {
 	Code []byte
 	// Marker is the offset, from the start of Code, of the program
@@ -29,11 +30,13 @@ type ResumeCode struct {
 	Marker int
 }
 
-// MarkerSignal is the signal ResumeCode raises: SIGURG, ignored by
-// default, so that it is dropped when no tracer is there to see it. A
-// program that handles SIGURG gets one spurious call of its handler in
-// that case.
-const MarkerSignal = 23
+// MarkerSignals are the signals ResumeCode may raise, in order of
+// preference: SIGURG, SIGWINCH, SIGCHLD, SIGCONT, all ignored by default,
+// so that the signal is dropped when no tracer is there to see it. The
+// caller picks one the thread does not block (a blocked signal would not
+// stop it) and, if it can, one the program does not handle (a handler
+// would get one spurious call in that case).
+var MarkerSignals = []int{23, 28, 17, 18}
 
 // EncodeResume returns resume code placed at at, which reads the
 // registers, and the thread to raise the marker signal on (with
@@ -48,12 +51,12 @@ func (a *Arch) EncodeResume(at, block uint64, tgid int) (rc ResumeCode, ok bool)
 	return ResumeCode{}, false
 }
 
-// EncodeResumeBlock lays out st and the thread id tid as the code of
-// EncodeResume reads them.
-func (a *Arch) EncodeResumeBlock(st ResumeState, tid int) []byte {
+// EncodeResumeBlock lays out st, the thread id tid and the marker signal
+// sig as the code of EncodeResume reads them.
+func (a *Arch) EncodeResumeBlock(st ResumeState, tid, sig int) []byte {
 	switch a.Machine {
 	case elf.EM_X86_64:
-		return resumeBlockAMD64(st, tid)
+		return resumeBlockAMD64(st, tid, sig)
 	}
 	return nil
 }

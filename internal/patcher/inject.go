@@ -267,10 +267,47 @@ func (s *session) runScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch) (ptr
 	if !sc.resumable {
 		return c.RunCode(th, sc.code)
 	}
-	if err := s.mem.WriteAt(s.a.EncodeResumeBlock(c.ResumeState(th), th.Tid), sc.block); err != nil {
+	sig := s.markerSignal(th.Tid)
+	if sig == 0 {
+		// The thread blocks every marker signal: end the code with a
+		// trap over the resume code instead, as code that is not
+		// resumable does.
+		at := sc.code + uint64(sc.resumeAt)
+		if err := s.mem.WriteAt(s.a.Trap, at); err != nil {
+			return ptrace.Regs{}, fmt.Errorf("write a trap at %#x in %s of pid %d: %w", at, sc.path, s.p.Pid, err)
+		}
+		sc.seq.Done = sc.resumeAt + len(s.a.Trap)
+		return c.RunCode(th, sc.code)
+	}
+	if err := s.mem.WriteAt(s.a.EncodeResumeBlock(c.ResumeState(th), th.Tid, sig), sc.block); err != nil {
 		return ptrace.Regs{}, fmt.Errorf("write the resume block at %#x in %s of pid %d: %w", sc.block, sc.path, s.p.Pid, err)
 	}
-	return c.RunCodeUntil(th, sc.code, sc.code+uint64(sc.seq.Done))
+	return c.RunCodeUntil(th, sc.code, sc.code+uint64(sc.seq.Done), sig)
+}
+
+// markerSignal picks the signal that ends resumable code on thread tid:
+// one the thread does not block, since a blocked signal would not stop
+// it, and preferably one the program neither handles nor ignores
+// explicitly. 0 means the thread blocks them all.
+func (s *session) markerSignal(tid int) int {
+	m, err := proc.ThreadSignals(s.p.Pid, tid)
+	if err != nil {
+		return 0
+	}
+	fallback := 0
+	for _, sig := range arch.MarkerSignals {
+		bit := uint64(1) << (sig - 1)
+		if m.Blocked&bit != 0 {
+			continue
+		}
+		if m.Caught&bit == 0 {
+			return sig
+		}
+		if fallback == 0 {
+			fallback = sig
+		}
+	}
+	return fallback
 }
 
 // setupFailed reports a set-up call that failed with result res. An mmap

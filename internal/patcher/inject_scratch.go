@@ -63,6 +63,7 @@ type scratchProgram struct {
 	// code leaves it, so that whatever it mapped carries a header.
 	resumable bool
 	block     uint64
+	resumeAt  int
 	marked    bool
 	// done is set once the code ran to its end.
 	done bool
@@ -252,6 +253,7 @@ func (s *session) scratchResumable(at uint64, plans []*plan, calls []setupCall, 
 	for _, call := range later {
 		emit(call)
 	}
+	prog.resumeAt = len(code)
 	rc, _ := s.a.EncodeResume(at+codeOff+uint64(len(code)), prog.block, s.p.Pid)
 	prog.seq.Done = len(code) + rc.Marker
 	code = append(code, rc.Code...)

@@ -2,6 +2,7 @@ package patcher
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -246,7 +247,11 @@ func TestToolDeathInsideTheMappingStop(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := s.mem.WriteAt(s.a.EncodeResumeBlock(c.ResumeState(th), th.Tid), sc.block); err != nil {
+			sig := s.markerSignal(th.Tid)
+			if sig == 0 {
+				return fmt.Errorf("thread %d blocks every marker signal", th.Tid)
+			}
+			if err := s.mem.WriteAt(s.a.EncodeResumeBlock(c.ResumeState(th), th.Tid, sig), sc.block); err != nil {
 				return err
 			}
 			work := th.Regs
@@ -270,6 +275,38 @@ func TestToolDeathInsideTheMappingStop(t *testing.T) {
 		}
 		if !tg.Alive() {
 			t.Fatalf("C++ %v: the target died", cxx)
+		}
+	}
+}
+
+// TestMarkerSignalWhenSignalsAreBlocked patches programs whose threads
+// block SIGURG, or every signal: the resumable code ends on another marker
+// signal, or, with all blocked, in a trap, and the patch applies and comes
+// off either way.
+func TestMarkerSignalWhenSignalsAreBlocked(t *testing.T) {
+	t.Parallel()
+	testutil.RequirePtrace(t)
+	exe := testutil.BuildFixture(t, testutil.Build{Dir: "testdata/masked", Flags: []string{"-O2", "-pthread"}})
+	for _, mode := range []string{"urg", "all"} {
+		tg := ptracetest.Start(t, exe, mode)
+		tg.WaitFor(t, 0, "ready\n", 10*time.Second)
+		s := &session{p: &Process{Pid: tg.Pid}}
+		want := 28 // SIGWINCH, the next marker signal
+		if mode == "all" {
+			want = 0
+		}
+		if got := s.markerSignal(tg.Pid); got != want {
+			t.Fatalf("%s: marker signal %d, want %d", mode, got, want)
+		}
+		before := anonMaps(t, tg.Pid)
+		p := patchertest.Build(t, patchertest.Spec{ID: "masked-" + mode, Level: 1, Target: exe,
+			Source: `int value_m(void) { return 9; }`, Replace: map[string]string{"value": "value_m"}})
+		apply(t, tg.Pid, p)
+		off := tg.WaitFor(t, len(tg.Output()), "value=9\n", 5*time.Second)
+		unpatch(t, tg.Pid, "")
+		tg.WaitFor(t, off, "value=1\n", 5*time.Second)
+		if after := anonMaps(t, tg.Pid); after != before || !tg.Alive() {
+			t.Fatalf("%s: %d anonymous mappings before, %d after; alive %v", mode, before, after, tg.Alive())
 		}
 	}
 }

@@ -100,3 +100,52 @@ func HolderOf(pid int) string {
 	}
 	return fmt.Sprintf("pid %d", pid)
 }
+
+// SignalMasks are a thread's signal sets as /proc shows them, bit n-1 for
+// signal n.
+type SignalMasks struct {
+	Blocked, Ignored, Caught uint64
+}
+
+// ThreadSignals reads the signal sets of thread tid of pid
+// (SigBlk, SigIgn and SigCgt of /proc/PID/task/TID/status).
+func ThreadSignals(pid, tid int) (SignalMasks, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+	if err != nil {
+		return SignalMasks{}, accessError(pid, fmt.Sprintf("read the status of thread %d of pid %d", tid, pid), err)
+	}
+	return ParseSignalMasks(b)
+}
+
+// ParseSignalMasks reads SigBlk, SigIgn and SigCgt from a status text.
+func ParseSignalMasks(b []byte) (SignalMasks, error) {
+	var m SignalMasks
+	seen := 0
+	for n, line := range strings.Split(string(b), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch key {
+		case "SigBlk":
+			dst = &m.Blocked
+		case "SigIgn":
+			dst = &m.Ignored
+		case "SigCgt":
+			dst = &m.Caught
+		default:
+			continue
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(val), 16, 64)
+		if err != nil {
+			return m, &FormatError{File: "status", Line: n + 1, Text: line, Msg: "bad signal set"}
+		}
+		*dst = v
+		seen++
+	}
+	if seen != 3 {
+		return m, &FormatError{File: "status", Msg: "no SigBlk, SigIgn and SigCgt lines"}
+	}
+	return m, nil
+}

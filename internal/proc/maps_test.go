@@ -183,3 +183,17 @@ func TestPermissionErrorAdvises(t *testing.T) {
 		t.Fatalf("got %v: want ErrPermission with advice", err)
 	}
 }
+
+func TestParseSignalMasks(t *testing.T) {
+	status := "Name:\tx\nSigQ:\t0/1000\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\nSigBlk:\t0000000000400000\nSigIgn:\t0000000000001000\nSigCgt:\t0000000180004002\n"
+	m, err := ParseSignalMasks([]byte(status))
+	if err != nil || m.Blocked != 1<<22 || m.Ignored != 1<<12 || m.Caught != 0x180004002 {
+		t.Fatalf("got %+v, %v", m, err)
+	}
+	if _, err := ParseSignalMasks([]byte("Name:\tx\n")); err == nil {
+		t.Fatal("a status without signal sets parsed")
+	}
+	if _, err := ThreadSignals(os.Getpid(), os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}

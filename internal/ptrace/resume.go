@@ -14,12 +14,12 @@ import (
 // system call rewound to run again.
 func (c *Ctl) ResumeState(th *Thread) arch.ResumeState { return th.Regs.resumeState() }
 
-// RunCodeUntil runs code at addr on the stopped thread th until it reaches
-// marker, the stop of arch.ResumeCode, or traps on the way (a failed
-// call); it returns the registers there and restores th's own. The
-// marker's signal is not delivered. If the tool dies while the code runs,
-// the thread finishes it and resumes on its own.
-func (c *Ctl) RunCodeUntil(th *Thread, addr, marker uint64) (Regs, error) {
+// RunCodeUntil runs code at addr on the stopped thread th until it stops
+// with signal sig at marker, the stop of arch.ResumeCode, or traps on the
+// way (a failed call); it returns the registers there and restores th's
+// own. The marker's signal is not delivered. If the tool dies while the
+// code runs, the thread finishes it and resumes on its own.
+func (c *Ctl) RunCodeUntil(th *Thread, addr, marker uint64, sig int) (Regs, error) {
 	if !th.Stopped {
 		return Regs{}, fmt.Errorf("run code in thread %d of pid %d: thread is not stopped", th.Tid, c.pid)
 	}
@@ -29,7 +29,7 @@ func (c *Ctl) RunCodeUntil(th *Thread, addr, marker uint64) (Regs, error) {
 	if err := c.SetRegs(th, &work); err != nil {
 		return Regs{}, err
 	}
-	at, runErr := c.contUntilMarker(th, marker)
+	at, runErr := c.contUntilMarker(th, marker, sig)
 	if err := c.SetRegs(th, &saved); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -40,7 +40,7 @@ func (c *Ctl) RunCodeUntil(th *Thread, addr, marker uint64) (Regs, error) {
 	return at, nil
 }
 
-func (c *Ctl) contUntilMarker(th *Thread, marker uint64) (Regs, error) {
+func (c *Ctl) contUntilMarker(th *Thread, marker uint64, sig int) (Regs, error) {
 	for attempt := 0; attempt < 16; attempt++ {
 		if err := unix.PtraceCont(th.Tid, 0); err != nil {
 			return Regs{}, &Error{Op: "resume", Pid: c.pid, Tid: th.Tid, Err: err}
@@ -67,7 +67,7 @@ func (c *Ctl) contUntilMarker(th *Thread, marker uint64) (Regs, error) {
 			return Regs{}, &Error{Op: "read registers of", Pid: c.pid, Tid: th.Tid, Err: err}
 		}
 		switch {
-		case ws.StopSignal() == unix.Signal(arch.MarkerSignal) && ws.TrapCause() <= 0 && r.PC() == marker:
+		case ws.StopSignal() == unix.Signal(sig) && ws.TrapCause() <= 0 && r.PC() == marker:
 			return r, nil
 		case ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0:
 			return r, nil

@@ -59,7 +59,7 @@ func TestResumeCodeWithoutTracer(t *testing.T) {
 			if !ok {
 				t.Fatal("no resume code for x86-64")
 			}
-			if err := mem.WriteAt(append(a.EncodeResumeBlock(c.ResumeState(th), th.Tid), rc.Code...), block); err != nil {
+			if err := mem.WriteAt(append(a.EncodeResumeBlock(c.ResumeState(th), th.Tid, arch.MarkerSignals[0]), rc.Code...), block); err != nil {
 				return err
 			}
 			work := th.Regs
@@ -132,10 +132,10 @@ func TestRunCodeUntilMarker(t *testing.T) {
 			block := page + uint64(i)*512
 			code := block + arch.ResumeBlockSize
 			rc, _ := a.EncodeResume(code, block, target.Pid)
-			if err := mem.WriteAt(append(a.EncodeResumeBlock(c.ResumeState(th), th.Tid), rc.Code...), block); err != nil {
+			if err := mem.WriteAt(append(a.EncodeResumeBlock(c.ResumeState(th), th.Tid, arch.MarkerSignals[0]), rc.Code...), block); err != nil {
 				return err
 			}
-			regs, err := c.RunCodeUntil(th, code, code+uint64(rc.Marker))
+			regs, err := c.RunCodeUntil(th, code, code+uint64(rc.Marker), arch.MarkerSignals[0])
 			if err != nil {
 				return err
 			}
