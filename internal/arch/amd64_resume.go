@@ -54,7 +54,7 @@ func encodeResumeAMD64(at, block uint64, tgid int) ResumeCode {
 	c = binary.LittleEndian.AppendUint64(c, uint64(tgid))
 	ripRel([]byte{0x48, 0x8b, 0x35}, amd64BlockTid) // mov tid(%rip), %rsi
 	ripRel([]byte{0x48, 0x8b, 0x15}, amd64BlockSig) // mov sig(%rip), %rdx
-	c = append(c, 0x0f, 0x05) // syscall
+	c = append(c, 0x0f, 0x05)                       // syscall
 	marker := len(c)
 	ripRel([]byte{0x48, 0x8b, 0x25}, amd64BlockTmpSP) // mov tmpsp(%rip), %rsp
 	ripRel([]byte{0xff, 0x35}, amd64BlockFlags)       // push flags(%rip)
