@@ -64,6 +64,7 @@ func (s *session) mapRegions(plans []*plan) error {
 	if err != nil {
 		return err
 	}
+	s.readSignalHandlers()
 	sc, err := s.writeScratchSequence(plans, calls, unwinder, withFrames, marks)
 	if err != nil {
 		return err
@@ -267,7 +268,10 @@ func (s *session) runScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch) (ptr
 	if !sc.resumable {
 		return c.RunCode(th, sc.code)
 	}
-	sig := s.markerSignal(th.Tid)
+	sig := 0
+	if blocked, err := c.BlockedSignals(th); err == nil {
+		sig = s.markerSignal(blocked)
+	}
 	if sig == 0 {
 		// The thread blocks every marker signal: end the code with a
 		// trap over the resume code instead, as code that is not
@@ -285,22 +289,27 @@ func (s *session) runScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch) (ptr
 	return c.RunCodeUntil(th, sc.code, sc.code+uint64(sc.seq.Done), sig)
 }
 
-// markerSignal picks the signal that ends resumable code on thread tid:
-// one the thread does not block, since a blocked signal would not stop
-// it, and preferably one the program neither handles nor ignores
-// explicitly. 0 means the thread blocks them all.
-func (s *session) markerSignal(tid int) int {
-	m, err := proc.ThreadSignals(s.p.Pid, tid)
-	if err != nil {
-		return 0
+// readSignalHandlers notes which signals the program handles, outside
+// any stop: handlers belong to the process and seldom change.
+func (s *session) readSignalHandlers() {
+	if m, err := proc.ThreadSignals(s.p.Pid, s.p.MemPid); err == nil {
+		s.sigCaught = m.Caught
 	}
+}
+
+// markerSignal picks the signal that ends resumable code on a thread
+// that blocks the signals in blocked: one it does not block, since a
+// blocked signal would not stop it, and preferably one the program does
+// not handle (its handlers were read before the stop). 0 means the
+// thread blocks them all.
+func (s *session) markerSignal(blocked uint64) int {
 	fallback := 0
 	for _, sig := range arch.MarkerSignals {
 		bit := uint64(1) << (sig - 1)
-		if m.Blocked&bit != 0 {
+		if blocked&bit != 0 {
 			continue
 		}
-		if m.Caught&bit == 0 {
+		if s.sigCaught&bit == 0 {
 			return sig
 		}
 		if fallback == 0 {
@@ -529,6 +538,7 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 		calls = append(calls, setupCall{what: fmt.Sprintf("unmap the region at %#x", m[0]),
 			SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Munmap, Args: []uint64{m[0], m[1]}}})
 	}
+	s.readSignalHandlers()
 	sc, err := s.writeScratchSequence(nil, calls, unwinderFuncs{}, nil, nil)
 	if err != nil {
 		sc = nil

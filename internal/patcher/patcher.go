@@ -112,6 +112,8 @@ type session struct {
 	frames []frameReg
 	// threadStop is the longest single-thread stop so far.
 	threadStop time.Duration
+	// sigCaught are the signals the program handles (see markerSignal).
+	sigCaught uint64
 }
 
 // noteThreadStop records the length of the single-thread stop that just

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hotpatch/hotpatch/internal/patcher/patchertest"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/ptrace"
 	"github.com/hotpatch/hotpatch/internal/ptrace/ptracetest"
 	"github.com/hotpatch/hotpatch/internal/testutil"
@@ -247,7 +248,12 @@ func TestToolDeathInsideTheMappingStop(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			sig := s.markerSignal(th.Tid)
+			s.readSignalHandlers()
+			blocked, err := c.BlockedSignals(th)
+			if err != nil {
+				return err
+			}
+			sig := s.markerSignal(blocked)
 			if sig == 0 {
 				return fmt.Errorf("thread %d blocks every marker signal", th.Tid)
 			}
@@ -290,12 +296,17 @@ func TestMarkerSignalWhenSignalsAreBlocked(t *testing.T) {
 	for _, mode := range []string{"urg", "all"} {
 		tg := ptracetest.Start(t, exe, mode)
 		tg.WaitFor(t, 0, "ready\n", 10*time.Second)
-		s := &session{p: &Process{Pid: tg.Pid}}
+		s := &session{p: &Process{Pid: tg.Pid, MemPid: tg.Pid}}
+		s.readSignalHandlers()
+		m, err := proc.ThreadSignals(tg.Pid, tg.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
 		want := 28 // SIGWINCH, the next marker signal
 		if mode == "all" {
 			want = 0
 		}
-		if got := s.markerSignal(tg.Pid); got != want {
+		if got := s.markerSignal(m.Blocked); got != want {
 			t.Fatalf("%s: marker signal %d, want %d", mode, got, want)
 		}
 		before := anonMaps(t, tg.Pid)
