@@ -8,17 +8,21 @@ import (
 	"text/tabwriter"
 
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/trust"
 	"github.com/spf13/cobra"
 )
 
 func newInspectCommand(g *globalOptions) *cobra.Command {
 	var asJSON bool
+	var keys, config string
 	cmd := &cobra.Command{
 		Use:   "inspect FILE.hpatch [--json]",
 		Short: "Show the contents of a patch file",
 		Long: `inspect checks a patch file (format, version, checksum) and shows every
 field: the target object, the patch id and level, the functions it replaces,
-its sections, symbols and relocations. --json prints a stable document.`,
+its sections, symbols and relocations, and each signature: verified (by a
+trusted key), untrusted (its key is not in the trusted-keys directory) or
+invalid (it does not match the file). --json prints a stable document.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := patchfile.ReadFile(args[0])
@@ -26,6 +30,19 @@ its sections, symbols and relocations. --json prints a stable document.`,
 				return err
 			}
 			doc := patchfile.Describe(p)
+			if len(p.Signatures) > 0 {
+				pol, err := policy(config, keys, false)
+				if err != nil {
+					return err
+				}
+				v, err := pol.Verify(p)
+				if err != nil {
+					return err
+				}
+				for i, c := range v.Signatures {
+					doc.Signatures[i].Status, doc.Signatures[i].Reason = string(c.Status), c.Reason
+				}
+			}
 			if asJSON {
 				enc := json.NewEncoder(g.stdout)
 				enc.SetIndent("", "  ")
@@ -35,6 +52,8 @@ its sections, symbols and relocations. --json prints a stable document.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a stable JSON document instead of a table")
+	cmd.Flags().StringVar(&keys, "trusted-keys", "", "directory of trusted public keys (default: from the configuration, else "+trust.DefaultTrustedKeys+")")
+	cmd.Flags().StringVar(&config, "config", trust.DefaultConfig, "the host configuration file")
 	return cmd
 }
 
@@ -114,7 +133,11 @@ func writeInspectText(w io.Writer, d *patchfile.Document) error {
 	if len(d.Signatures) > 0 {
 		fmt.Fprintf(tw, "\nSignatures (%d):\n", len(d.Signatures))
 		for _, s := range d.Signatures {
-			fmt.Fprintf(tw, "  algorithm %d\tkey %s\t%d bytes\n", s.Algorithm, s.KeyID, s.Size)
+			status := s.Status
+			if s.Reason != "" {
+				status += ": " + s.Reason
+			}
+			fmt.Fprintf(tw, "  key %s\t%s\n", s.KeyID, status)
 		}
 	}
 	return tw.Flush()

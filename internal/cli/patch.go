@@ -15,18 +15,84 @@ import (
 	"github.com/hotpatch/hotpatch/internal/patcher"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/trust"
 	"github.com/spf13/cobra"
 )
 
 type targetOptions struct {
-	pid  string
-	json bool
+	pid    string
+	json   bool
+	exe    string
+	dryRun bool
 }
 
 func (t *targetOptions) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&t.pid, "pid", "p", "", "process id, or \"all\" for every process the caller may trace")
 	cmd.Flags().BoolVar(&t.json, "json", false, "print the result as JSON")
+	cmd.Flags().StringVar(&t.exe, "exe", "", "only processes whose executable, or one of whose loaded objects, is this file")
+	cmd.Flags().BoolVar(&t.dryRun, "dry-run", false, "say what would be done to each process, and change nothing")
 	_ = cmd.MarkFlagRequired("pid")
+}
+
+// selects applies --exe: it reports whether the process runs the file, as
+// its executable or as a loaded object. The kernel names both by their
+// resolved path, so --exe is resolved too: /bin/x on a merged /usr
+// matches a process started as /usr/bin/x.
+func (t *targetOptions) selects(pid int) (bool, error) {
+	if t.exe == "" {
+		return true, nil
+	}
+	want := resolvePath(t.exe)
+	if exe, err := proc.Exe(pid); err == nil && exe == want {
+		return true, nil
+	}
+	maps, err := proc.ReadMaps(pid)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range maps {
+		if m.IsFile() && m.Path == want {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func resolvePath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return filepath.Clean(p)
+}
+
+// filter drops the processes --exe does not select. A process named with
+// -p PID that does not run the file is an error; with -p all it is
+// skipped.
+func (t *targetOptions) filter(g *globalOptions, pids []int, all bool) ([]int, error) {
+	if t.exe == "" {
+		return pids, nil
+	}
+	if _, err := os.Stat(t.exe); err != nil {
+		return nil, usageErrorf("--exe %s: %v", t.exe, err)
+	}
+	var out []int
+	for _, pid := range pids {
+		ok, err := t.selects(pid)
+		switch {
+		case err != nil && !all:
+			return nil, err
+		case err != nil:
+			g.logger.Debug("skip process", "pid", pid, "reason", err)
+		case ok:
+			out = append(out, pid)
+		case !all:
+			return nil, fmt.Errorf("pid %d does not run %s (neither its executable nor a loaded object); check with hotpatch info -p %d", pid, t.exe, pid)
+		}
+	}
+	return out, nil
 }
 
 // pids turns -p into process ids. "all" is every process except this one
@@ -88,14 +154,34 @@ type outcomeDoc struct {
 
 type patchOptions struct {
 	targetOptions
-	retries int
-	timeout time.Duration
+	retries     int
+	timeout     time.Duration
+	requireSig  bool
+	trustedKeys string
+	config      string
+}
+
+// policy is the host policy from the configuration file, with what the
+// command line adds: --trusted-keys replaces the directory, and
+// --require-signature can turn the requirement on but never off.
+func policy(config, keys string, require bool) (*trust.Policy, error) {
+	pol, err := trust.LoadPolicy(config)
+	if err != nil {
+		return nil, err
+	}
+	if keys != "" {
+		pol.TrustedKeys = keys
+	}
+	if require {
+		pol.RequireSignature = true
+	}
+	return pol, nil
 }
 
 func newPatchCommand(g *globalOptions) *cobra.Command {
 	o := &patchOptions{}
 	cmd := &cobra.Command{
-		Use:   "patch -p PID|all [--json] [--retries N] [--timeout D] FILE.hpatch|DIR",
+		Use:   "patch -p PID|all [--exe PATH] [--dry-run] [--require-signature] [--trusted-keys DIR] [--json] [--retries N] [--timeout D] FILE.hpatch|DIR",
 		Short: "Apply patch files to running processes",
 		Long: `patch applies a patch file, or every matching patch file of a directory, to
 running processes. Each process gets exactly the patches whose build-id
@@ -106,7 +192,16 @@ If a thread is executing, or will return into, a function being replaced,
 the process is resumed briefly and the check retried, up to --retries
 times or for --timeout, whichever ends first. Applying a patch that is
 already applied changes nothing; a higher level of an applied patch
-replaces it in the same pause.`,
+replaces it in the same pause.
+
+Only one hotpatch operates on a process at a time: another one waits up
+to --timeout for it. Every patch file is checked before any process is
+touched: running as root, a file (or its directory) that a user other
+than root or the caller could write is refused; with signatures required
+(--require-signature, or require_signature = true in the configuration
+file), a patch without a valid signature by a key in the trusted-keys
+directory is refused. --exe limits the processes to those running a
+file; --dry-run says what would be done and changes nothing.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPatch(g, o, args[0])
@@ -114,12 +209,21 @@ replaces it in the same pause.`,
 	}
 	o.register(cmd)
 	cmd.Flags().IntVar(&o.retries, "retries", 10, "how often to retry while a thread is inside a function being replaced")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Second, "give up retrying after this long")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Second, "give up retrying, or waiting for another hotpatch on the same process, after this long")
+	cmd.Flags().BoolVar(&o.requireSig, "require-signature", false, "refuse patches without a valid signature by a trusted key")
+	cmd.Flags().StringVar(&o.trustedKeys, "trusted-keys", "", "directory of trusted public keys (default: from the configuration, else "+trust.DefaultTrustedKeys+")")
+	cmd.Flags().StringVar(&o.config, "config", trust.DefaultConfig, "the host configuration file")
 	return cmd
 }
 
-// loadPatches reads FILE.hpatch, or every .hpatch file of DIR.
-func loadPatches(path string) ([]*patchfile.Patch, error) {
+// loadPatches opens FILE.hpatch, or every .hpatch file of DIR, through
+// the host policy: every file is checked before any process is touched.
+func loadPatches(pol *trust.Policy, path string) ([]*patchfile.Patch, error) {
+	if pol.CheckFiles && pathIsDir(path) {
+		if err := trust.CheckFile(path, nil); err != nil {
+			return nil, err
+		}
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -137,13 +241,18 @@ func loadPatches(path string) ([]*patchfile.Patch, error) {
 	}
 	var ps []*patchfile.Patch
 	for _, f := range files {
-		p, err := patchfile.ReadFile(f)
+		p, err := pol.Open(f)
 		if err != nil {
 			return nil, err
 		}
 		ps = append(ps, p)
 	}
 	return ps, nil
+}
+
+func pathIsDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 // matching returns the patches whose build-id one of the process's
@@ -163,12 +272,19 @@ func matching(pid int, ps []*patchfile.Patch) ([]*patchfile.Patch, error) {
 }
 
 func runPatch(g *globalOptions, o *patchOptions, path string) error {
-	patches, err := loadPatches(path)
+	pids, all, err := o.pids()
+	if err != nil {
+		return err
+	}
+	pol, err := policy(o.config, o.trustedKeys, o.requireSig)
+	if err != nil {
+		return err
+	}
+	patches, err := loadPatches(pol, path)
 	if err != nil {
 		return fmt.Errorf("load patches: %w", err)
 	}
-	pids, all, err := o.pids()
-	if err != nil {
+	if pids, err = o.filter(g, pids, all); err != nil {
 		return err
 	}
 	opt := patcher.Options{Retries: o.retries, Timeout: o.timeout}
@@ -194,6 +310,19 @@ func runPatch(g *globalOptions, o *patchOptions, path string) error {
 				return fmt.Errorf("pid %d: none of the %d patches in %s matches an object it has loaded (compare its build-ids with hotpatch info -p %d)",
 					pid, len(patches), path, pid)
 			}
+		}
+		if o.dryRun {
+			out, err := dryRunPatch(pid, todo)
+			if err != nil && !all {
+				return err
+			}
+			if err == nil {
+				doc.Processes = append(doc.Processes, out)
+				if !o.json {
+					writeDryRun(g.stdout, out)
+				}
+			}
+			continue
 		}
 		res, err := patcher.Apply(pid, todo, opt)
 		out := newOutcome(pid, res, err)
@@ -270,16 +399,21 @@ func finish(g *globalOptions, t *targetOptions, doc outcomeDoc, failed int, verb
 
 type unpatchOptions struct {
 	targetOptions
-	id string
+	id      string
+	timeout time.Duration
 }
 
 func newUnpatchCommand(g *globalOptions) *cobra.Command {
 	o := &unpatchOptions{}
 	cmd := &cobra.Command{
-		Use:   "unpatch -p PID|all [-i ID] [--json]",
+		Use:   "unpatch -p PID|all [--exe PATH] [--dry-run] [-i ID] [--json]",
 		Short: "Remove applied patches from running processes",
 		Long: `unpatch removes the most recent patch, or the patch with the given id. A
-patch that another patch was stacked on is removed only after that one.`,
+patch that another patch was stacked on is removed only after that one.
+--exe limits the processes to those running a file; --dry-run says what
+would be removed and changes nothing. A region that an interrupted
+hotpatch left (info shows it as incomplete or inactive) is removed like a
+patch.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runUnpatch(g, o)
@@ -287,6 +421,7 @@ patch that another patch was stacked on is removed only after that one.`,
 	}
 	o.register(cmd)
 	cmd.Flags().StringVarP(&o.id, "id", "i", "", "remove the patch with this id instead of the most recent one")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Second, "give up retrying, or waiting for another hotpatch on the same process, after this long")
 	return cmd
 }
 
@@ -295,7 +430,10 @@ func runUnpatch(g *globalOptions, o *unpatchOptions) error {
 	if err != nil {
 		return err
 	}
-	opt := patcher.Options{Retries: 10, Timeout: 5 * time.Second}
+	if pids, err = o.filter(g, pids, all); err != nil {
+		return err
+	}
+	opt := patcher.Options{Retries: 10, Timeout: o.timeout}
 	doc := outcomeDoc{Processes: []processOutcome{}}
 	failed := 0
 	for _, pid := range pids {
@@ -305,6 +443,19 @@ func runUnpatch(g *globalOptions, o *unpatchOptions) error {
 			if !hasPatch(pid, o.id) {
 				continue
 			}
+		}
+		if o.dryRun {
+			out, err := dryRunUnpatch(pid, o.id)
+			if err != nil && !all {
+				return err
+			}
+			if err == nil {
+				doc.Processes = append(doc.Processes, out)
+				if !o.json {
+					writeDryRun(g.stdout, out)
+				}
+			}
+			continue
 		}
 		res, err := patcher.Unpatch(pid, o.id, opt)
 		out := newOutcome(pid, res, err)
@@ -342,12 +493,13 @@ func hasPatch(pid int, id string) bool {
 func newInfoCommand(g *globalOptions) *cobra.Command {
 	o := &targetOptions{}
 	cmd := &cobra.Command{
-		Use:   "info -p PID|all [--json]",
+		Use:   "info -p PID|all [--exe PATH] [--json]",
 		Short: "Show the loaded objects and applied patches of running processes",
 		Long: `info lists, per process, the loaded objects with their build-ids and the
 patches applied to each: id, level, functions, when it was applied and the
 pause it caused. Everything is read from the process itself. With -p all,
-only processes that carry a patch are listed.`,
+only processes that carry a patch are listed; --exe limits them to those
+running a file. info changes nothing, so --dry-run changes nothing here.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInfo(g, o)
@@ -360,6 +512,9 @@ only processes that carry a patch are listed.`,
 func runInfo(g *globalOptions, o *targetOptions) error {
 	pids, all, err := o.pids()
 	if err != nil {
+		return err
+	}
+	if pids, err = o.filter(g, pids, all); err != nil {
 		return err
 	}
 	infos := []*patcher.ProcessInfo{}
@@ -397,15 +552,20 @@ func runInfo(g *globalOptions, o *targetOptions) error {
 			fmt.Fprintf(g.stdout, "  %s  %s\n", id, obj.Path)
 			for _, p := range obj.Patches {
 				state := ""
-				if !p.Active {
+				switch p.State {
+				case "inactive":
 					state = " (INACTIVE: its region is mapped but its jumps are not written; unpatch removes it)"
+				case "incomplete":
+					state = " (INCOMPLETE: a hotpatch run was interrupted while mapping it; it holds no jump; unpatch removes it)"
+				case "mixed":
+					state = " (MIXED: a hotpatch run was interrupted while writing its jumps; only some are in)"
 				}
 				fmt.Fprintf(g.stdout, "    patch %s level %d: %s; applied %s, pause %d µs%s\n", p.ID, p.Level,
 					strings.Join(p.Functions, ", "), p.AppliedAt.Local().Format("2006-01-02 15:04:05"), p.PauseUS, state)
 			}
 		}
 		for _, p := range info.Orphans {
-			fmt.Fprintf(g.stdout, "  (object no longer loaded) patch %s level %d at %#x\n", p.ID, p.Level, p.Region)
+			fmt.Fprintf(g.stdout, "  (object no longer loaded) patch %s level %d at %#x, %s\n", p.ID, p.Level, p.Region, p.State)
 		}
 	}
 	return nil

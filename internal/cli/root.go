@@ -116,7 +116,9 @@ running Linux processes without restarting them.
   patch    apply patch files to running processes
   unpatch  remove applied patches from running processes
   info     show the objects and patches of running processes
-  inspect  show the contents of a patch file`,
+  inspect  show the contents of a patch file
+  keygen   make a key pair for signing patches
+  sign     sign patch files`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
@@ -146,6 +148,8 @@ running Linux processes without restarting them.
 		newUnpatchCommand(g),
 		newInfoCommand(g),
 		newInspectCommand(g),
+		newKeygenCommand(g),
+		newSignCommand(g),
 		newVersionCommand(g),
 		newDemoCommand(g),
 	)

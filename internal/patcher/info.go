@@ -29,6 +29,12 @@ type PatchInfo struct {
 	// Active is false when the region is there but its jumps are not
 	// (a process forked while the patch was being applied).
 	Active bool `json:"active"`
+	// State says what the region is: "active" (its jumps are in),
+	// "inactive" (mapped and filled, no jump written), "incomplete" (a
+	// run that mapped it was interrupted before it was filled) or
+	// "mixed" (some jumps are in: a run was interrupted inside its
+	// pause). unpatch removes all but mixed regions.
+	State string `json:"state"`
 }
 
 // ProcessInfo is what info reports for one process.
@@ -77,8 +83,13 @@ func Info(pid int) (*ProcessInfo, error) {
 }
 
 func patchInfo(p *Process, a *arch.Arch, all []*Region, r *Region) PatchInfo {
+	st := activeState(p, a, all, r)
+	name := map[regionState]string{stateActive: "active", stateInactive: "inactive", stateMixed: "mixed"}[st]
+	if r.hdr.Incomplete {
+		name = "incomplete"
+	}
 	return PatchInfo{ID: r.hdr.ID, Level: r.hdr.Level, Functions: r.Functions(), AppliedAt: r.AppliedAt(),
-		PauseUS: r.hdr.PauseUS, Region: r.hdr.Base, Size: r.hdr.Size, Active: activeState(p, a, all, r) == stateActive}
+		PauseUS: r.hdr.PauseUS, Region: r.hdr.Base, Size: r.hdr.Size, Active: st == stateActive, State: name}
 }
 
 type regionState int
@@ -93,6 +104,10 @@ const (
 // between the mapping of a region and the writing of its jumps inherits
 // the region but not the jumps: info must not call that patch applied.
 func activeState(p *Process, a *arch.Arch, all []*Region, r *Region) regionState {
+	if r.hdr.Incomplete {
+		// Its jumps come after its final header.
+		return stateInactive
+	}
 	active, inactive, n := 0, 0, 0
 	for _, f := range r.hdr.Funcs {
 		if f.RangeOnly {

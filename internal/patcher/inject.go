@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -59,13 +60,24 @@ const (
 func (s *session) mapRegions(plans []*plan) error {
 	unwinder, withFrames := s.frameRegistration(plans)
 	calls := s.setupCalls(plans)
-	sc, err := s.writeScratchSequence(plans, calls, unwinder, withFrames)
+	marks, err := provisionalHeaders(plans)
+	if err != nil {
+		return err
+	}
+	s.readSignalHandlers()
+	sc, err := s.writeScratchSequence(plans, calls, unwinder, withFrames, marks)
 	if err != nil {
 		return err
 	}
 	err = s.tr.Do(func(c *ptrace.Ctl) error {
-		return s.withInjector(c, func(th *ptrace.Thread) error {
-			var err error
+		return s.withInjector(c, func(th *ptrace.Thread) (err error) {
+			// Whatever happens from here, every region mapped carries
+			// a header before the thread resumes.
+			defer func() {
+				if merr := s.markMapped(plans, marks, sc); merr != nil && err == nil {
+					err = merr
+				}
+			}()
 			if sc != nil {
 				err = s.mapFromScratch(c, th, sc, unwinder)
 			} else {
@@ -98,6 +110,11 @@ func (s *session) mapRegions(plans []*plan) error {
 	if err != nil {
 		return err
 	}
+	// Tests stop here, as a tool killed between the stop and the image
+	// would.
+	if err := s.opt.hit("before-image"); err != nil {
+		return err
+	}
 	for _, pl := range plans {
 		if pl.hdr.EHRegistered {
 			err = s.writeAfterRegistration(pl)
@@ -109,6 +126,64 @@ func (s *session) mapRegions(plans []*plan) error {
 		}
 	}
 	return nil
+}
+
+// provisionalHeaders encodes, before the stop, the provisional header of
+// each plan's region in both forms the stop may need: without and with
+// its call frame information registered. Encoding takes longer than the
+// write, and the stop only writes.
+func provisionalHeaders(plans []*plan) (map[*plan][2][]byte, error) {
+	out := map[*plan][2][]byte{}
+	for _, pl := range plans {
+		var both [2][]byte
+		for i, registered := range []bool{false, true} {
+			h := pl.hdr.provisional()
+			h.EHRegistered = registered
+			b, err := h.encode()
+			if err != nil {
+				return nil, err
+			}
+			if uint64(len(b)) > pl.l.headerSize {
+				return nil, fmt.Errorf("region header of patch %s is %d bytes, %d reserved", pl.hdr.ID, len(b), pl.l.headerSize)
+			}
+			both[i] = b
+		}
+		out[pl] = both
+	}
+	return out, nil
+}
+
+// markMapped writes the provisional header at the start of every region
+// this operation mapped, and the trap that withdrawing its call frame
+// information returns to, while the thread that mapped them is stopped:
+// if the tool dies after it resumes, info lists the regions and unpatch
+// removes them. Resumable set-up code that ran to its end did it already,
+// unless a region's frames were registered after it.
+func (s *session) markMapped(plans []*plan, marks map[*plan][2][]byte, sc *scratch) error {
+	var errs []error
+	for _, pl := range plans {
+		if sc != nil && sc.marked && sc.done && slices.Contains(sc.framed, pl) == pl.hdr.EHRegistered {
+			// The set-up code copied the right header in.
+			continue
+		}
+		for _, m := range s.mapped {
+			if m[0] != pl.l.base {
+				continue
+			}
+			b := marks[pl][0]
+			if pl.hdr.EHRegistered {
+				b = marks[pl][1]
+			}
+			err := s.mem.WriteAt(b, pl.l.base)
+			if err == nil && pl.hdr.EHRegistered {
+				err = s.mem.WriteAt(s.a.Trap, pl.hdr.TrapAddr)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("mark the region of patch %s at %#x in pid %d: %w", pl.hdr.ID, pl.l.base, s.p.Pid, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // setupCall is one system call that prepares a region.
@@ -157,7 +232,7 @@ func syscallCalls(calls []setupCall) []arch.SyscallCall {
 // mapFromScratch runs the whole set-up sequence from the scratch code,
 // the registration of call frame information included when it fits.
 func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, fns unwinderFuncs) error {
-	regs, err := c.RunCode(th, sc.code)
+	regs, err := s.runScratch(c, th, sc)
 	if err != nil {
 		return err
 	}
@@ -176,6 +251,7 @@ func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, 
 		}
 	}
 	if off == sc.seq.Done {
+		sc.done = true
 		return nil
 	}
 	failed := sc.seq.FailedCall(off)
@@ -183,6 +259,64 @@ func (s *session) mapFromScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, 
 		return fmt.Errorf("the set-up code in pid %d stopped at an unexpected place (%#x, code at %#x)", s.p.Pid, regs.PC(), sc.code)
 	}
 	return s.setupFailed(c, th, sc.calls[failed], regs.Result())
+}
+
+// runScratch runs the code in the scratch room on th. Resumable code gets
+// th's registers in its block first: from then on, if the tool dies, the
+// thread runs the code to its end and goes back to what it was doing.
+func (s *session) runScratch(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch) (ptrace.Regs, error) {
+	if !sc.resumable {
+		return c.RunCode(th, sc.code)
+	}
+	sig := 0
+	if blocked, err := c.BlockedSignals(th); err == nil {
+		sig = s.markerSignal(blocked)
+	}
+	if sig == 0 {
+		// The thread blocks every marker signal: end the code with a
+		// trap over the resume code instead, as code that is not
+		// resumable does.
+		at := sc.code + uint64(sc.resumeAt)
+		if err := s.mem.WriteAt(s.a.Trap, at); err != nil {
+			return ptrace.Regs{}, fmt.Errorf("write a trap at %#x in %s of pid %d: %w", at, sc.path, s.p.Pid, err)
+		}
+		sc.seq.Done = sc.resumeAt + len(s.a.Trap)
+		return c.RunCode(th, sc.code)
+	}
+	if err := s.mem.WriteAt(s.a.EncodeResumeBlock(c.ResumeState(th), th.Tid, sig), sc.block); err != nil {
+		return ptrace.Regs{}, fmt.Errorf("write the resume block at %#x in %s of pid %d: %w", sc.block, sc.path, s.p.Pid, err)
+	}
+	return c.RunCodeUntil(th, sc.code, sc.code+uint64(sc.seq.Done), sig)
+}
+
+// readSignalHandlers notes which signals the program handles, outside
+// any stop: handlers belong to the process and seldom change.
+func (s *session) readSignalHandlers() {
+	if m, err := proc.ThreadSignals(s.p.Pid, s.p.MemPid); err == nil {
+		s.sigCaught = m.Caught
+	}
+}
+
+// markerSignal picks the signal that ends resumable code on a thread
+// that blocks the signals in blocked: one it does not block, since a
+// blocked signal would not stop it, and preferably one the program does
+// not handle (its handlers were read before the stop). 0 means the
+// thread blocks them all.
+func (s *session) markerSignal(blocked uint64) int {
+	fallback := 0
+	for _, sig := range arch.MarkerSignals {
+		bit := uint64(1) << (sig - 1)
+		if blocked&bit != 0 {
+			continue
+		}
+		if s.sigCaught&bit == 0 {
+			return sig
+		}
+		if fallback == 0 {
+			fallback = sig
+		}
+	}
+	return fallback
 }
 
 // setupFailed reports a set-up call that failed with result res. An mmap
@@ -404,7 +538,8 @@ func (s *session) unmapAll(c *ptrace.Ctl) error {
 		calls = append(calls, setupCall{what: fmt.Sprintf("unmap the region at %#x", m[0]),
 			SyscallCall: arch.SyscallCall{Nr: s.a.Sys.Munmap, Args: []uint64{m[0], m[1]}}})
 	}
-	sc, err := s.writeScratchSequence(nil, calls, unwinderFuncs{}, nil)
+	s.readSignalHandlers()
+	sc, err := s.writeScratchSequence(nil, calls, unwinderFuncs{}, nil, nil)
 	if err != nil {
 		sc = nil
 	}
@@ -448,7 +583,7 @@ func (s *session) unmapOn(c *ptrace.Ctl, th *ptrace.Thread, sc *scratch, calls [
 	}
 	rest := calls
 	if sc != nil {
-		regs, err := c.RunCode(th, sc.code)
+		regs, err := s.runScratch(c, th, sc)
 		if err != nil {
 			return errors.Join(append(errs, err)...)
 		}

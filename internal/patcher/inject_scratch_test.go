@@ -355,7 +355,7 @@ func TestSetupSequenceFailures(t *testing.T) {
 	for _, tc := range cases {
 		var sc *scratch
 		if tc.scratch {
-			if sc, err = s.writeScratchSequence(nil, tc.calls, unwinderFuncs{}, nil); err != nil || sc == nil {
+			if sc, err = s.writeScratchSequence(nil, tc.calls, unwinderFuncs{}, nil, nil); err != nil || sc == nil {
 				t.Fatalf("%s: no scratch room in pid %d (%v)", tc.name, tg.Pid, err)
 			}
 		}

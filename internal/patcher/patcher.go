@@ -112,6 +112,8 @@ type session struct {
 	frames []frameReg
 	// threadStop is the longest single-thread stop so far.
 	threadStop time.Duration
+	// sigCaught are the signals the program handles (see markerSignal).
+	sigCaught uint64
 }
 
 // noteThreadStop records the length of the single-thread stop that just
@@ -172,8 +174,16 @@ func (s *session) close() {
 // object with its build-id. Either all of them are applied or, after any
 // failure, the process is restored as it was.
 func Apply(pid int, patches []*patchfile.Patch, opt Options) (*Result, error) {
+	unlock, err := lockProcess(pid, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	s, err := newSession(pid, opt)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.dropIncomplete(); err != nil {
 		return nil, err
 	}
 	res := &Result{Pid: pid}

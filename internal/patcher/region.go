@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
+	"github.com/hotpatch/hotpatch/internal/ptrace"
 )
 
 // The region header, at the start of every patch region in the target:
@@ -66,6 +67,20 @@ type regionHeader struct {
 	// to.
 	TrapAddr uint64       `json:"trap_addr"`
 	Funcs    []regionFunc `json:"funcs"`
+	// Incomplete marks the provisional header written in the stop that
+	// maps the region, before its image: the region holds no usable code
+	// and none of its jumps were written. The final header replaces it.
+	Incomplete bool `json:"incomplete,omitempty"`
+}
+
+// provisional is the header a region carries from the stop that maps it
+// until its image is written: everything needed to list and remove it, and
+// no function table, since no jump exists yet.
+func (h *regionHeader) provisional() *regionHeader {
+	p := *h
+	p.Funcs = nil
+	p.Incomplete = true
+	return &p
 }
 
 type regionPart struct {
@@ -140,6 +155,72 @@ func decodeRegionHeader(b []byte) (*regionHeader, error) {
 	return &h, nil
 }
 
+// readRegionHeader reads the header of the region at addr. A reader that does not hold the process's
+// lock (info) may meet a header being rewritten (the provisional one
+// replaced by the final one, or the pause time added): a torn read fails
+// its CRC, and is read again.
+func readRegionHeader(pid int, addr uint64) (*regionHeader, error) {
+	var err error
+	var n int
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		buf := make([]byte, regionPrefixSize)
+		if err = proc.ReadMem(pid, addr, buf); err != nil {
+			return nil, fmt.Errorf("read patch region header at %#x in pid %d: %w", addr, pid, err)
+		}
+		if n, err = decodeRegionPrefix(buf); err != nil {
+			continue
+		}
+		buf = make([]byte, regionPrefixSize+n)
+		if err = proc.ReadMem(pid, addr, buf); err != nil {
+			return nil, fmt.Errorf("read patch region header at %#x in pid %d: %w", addr, pid, err)
+		}
+		var h *regionHeader
+		if h, err = decodeRegionHeader(buf); err == nil {
+			return h, nil
+		}
+	}
+	return nil, fmt.Errorf("patch region at %#x in pid %d: %w", addr, pid, err)
+}
+
+// dropIncomplete removes the incomplete regions of the process before an
+// apply plans: with the process's lock held, no other run is mapping one,
+// so an incomplete region is what a run that died left, and it would
+// otherwise pass for the patch it was meant to hold.
+func (s *session) dropIncomplete() error {
+	var keep []*Region
+	s.mapped = nil
+	for _, r := range s.regions {
+		if r.hdr.Incomplete {
+			s.mapped = append(s.mapped, [2]uint64{r.hdr.Base, r.hdr.Size})
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	if len(s.mapped) == 0 {
+		return nil
+	}
+	if err := s.open(); err != nil {
+		return err
+	}
+	for _, r := range s.regions {
+		if r.hdr.Incomplete {
+			s.noteRegistered(r.hdr)
+		}
+	}
+	err := s.tr.Do(func(c *ptrace.Ctl) error { return s.unmapAll(c) })
+	s.noteThreadStop()
+	s.close()
+	s.tr, s.mem, s.frames, s.mapped = nil, nil, nil, nil
+	if err != nil {
+		return fmt.Errorf("remove the incomplete patch regions an interrupted hotpatch left in pid %d: %w", s.p.Pid, err)
+	}
+	s.regions = keep
+	return nil
+}
+
 // Region is a patch region found in a process.
 type Region struct {
 	hdr *regionHeader
@@ -154,6 +235,10 @@ func (r *Region) Base() uint64    { return r.hdr.Base }
 func (r *Region) Size() uint64    { return r.hdr.Size }
 func (r *Region) PauseUS() int64  { return r.hdr.PauseUS }
 func (r *Region) Seq() uint64     { return r.hdr.Seq }
+
+// Incomplete reports a region whose mapping was interrupted: it holds no
+// patch code and no jump leads to it; unpatch removes it.
+func (r *Region) Incomplete() bool { return r.hdr.Incomplete }
 func (r *Region) AppliedAt() time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, r.hdr.AppliedAt)
 	return t
@@ -173,11 +258,20 @@ func (r *Region) Functions() []string {
 // FindRegions scans the anonymous mappings of pid for region headers.
 // Nothing but the process is consulted: this works after the tool that
 // applied the patches was restarted or upgraded.
+//
+// Every region carries a header from the stop that mapped it on (a
+// provisional one until its image is written), so a region that a killed
+// hotpatch left behind is found too: the set-up code copies the header in
+// itself, and where it cannot (no room for resumable code), the tracer
+// writes it before the thread resumes; a tool that dies before then, in
+// that case, leaves the thread in code that ends in a trap, and the
+// process dies with it rather than run on with an unmarked region.
 func FindRegions(pid int, maps []proc.Mapping) ([]*Region, error) {
 	var cands []proc.Mapping
 	for _, m := range maps {
-		// A region starts with its read-only header part.
-		if m.IsAnonymous() && m.Perms.Read && !m.Perms.Write && !m.Perms.Exec && !m.Perms.Shared {
+		// A region starts with its read-only header part; a set-up
+		// interrupted before its mprotects leaves it read-execute.
+		if m.IsAnonymous() && m.Perms.Read && !m.Perms.Write && !m.Perms.Shared {
 			cands = append(cands, m)
 		}
 	}
@@ -197,20 +291,16 @@ func FindRegions(pid int, maps []proc.Mapping) ([]*Region, error) {
 		if got[i] < regionPrefixSize {
 			continue
 		}
-		n, err := decodeRegionPrefix(ranges[i].Buf)
+		_, err := decodeRegionPrefix(ranges[i].Buf)
 		if err == errNotRegion {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("patch region at %#x in pid %d: %w", m.Start, pid, err)
 		}
-		buf := make([]byte, regionPrefixSize+n)
-		if err := proc.ReadMem(pid, m.Start, buf); err != nil {
-			return nil, fmt.Errorf("read patch region header at %#x in pid %d: %w", m.Start, pid, err)
-		}
-		h, err := decodeRegionHeader(buf)
+		h, err := readRegionHeader(pid, m.Start)
 		if err != nil {
-			return nil, fmt.Errorf("patch region at %#x in pid %d: %w", m.Start, pid, err)
+			return nil, err
 		}
 		if h.Base != m.Start {
 			return nil, fmt.Errorf("patch region at %#x in pid %d records base %#x: the header was copied or corrupted", m.Start, pid, h.Base)

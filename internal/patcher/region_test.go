@@ -70,3 +70,25 @@ func FuzzDecodeRegionHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestProvisionalHeader(t *testing.T) {
+	h := sampleHeader()
+	p := h.provisional()
+	if !p.Incomplete || p.Funcs != nil || h.Incomplete || len(h.Funcs) != 1 {
+		t.Fatalf("provisional %+v from %+v", p, h)
+	}
+	b, err := p.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeRegionHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Incomplete || got.Base != h.Base || got.Size != h.Size || got.ID != h.ID || got.TrapAddr != h.TrapAddr {
+		t.Fatalf("decoded %+v", got)
+	}
+	if r := (&Region{hdr: got}); !r.Incomplete() || len(r.Functions()) != 0 {
+		t.Fatalf("region %+v", r)
+	}
+}

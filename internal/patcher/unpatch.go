@@ -11,6 +11,11 @@ import (
 // Unpatch removes the patch with the given id, or the most recent one
 // when id is empty, from process pid.
 func Unpatch(pid int, id string, opt Options) (*Result, error) {
+	unlock, err := lockProcess(pid, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	s, err := newSession(pid, opt)
 	if err != nil {
 		return nil, err

@@ -121,6 +121,7 @@ func checkChecksum(b []byte, bodyEnd int, p *Patch) error {
 			Msg: "the file is corrupt or was modified after it was written; rebuild or copy it again"}
 	}
 	copy(p.Checksum[:], sum)
+	p.signed = b[:d.off]
 	for d.off < len(b) {
 		at := d.off
 		tag, flags, payload, err := d.record()

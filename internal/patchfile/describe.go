@@ -69,6 +69,10 @@ type SignatureDoc struct {
 	Algorithm uint16 `json:"algorithm"`
 	KeyID     string `json:"key_id"`
 	Size      int    `json:"size"`
+	// Status is the verdict of a verifier (verified, untrusted, invalid)
+	// and Reason why it is not verified; a reader alone leaves both empty.
+	Status string `json:"status,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Describe returns the document form of p.

@@ -50,17 +50,41 @@ func Encode(p *Patch) ([]byte, error) {
 		e.u16(checksumSHA256)
 		e.bytes(sum[:])
 	})
+	signedLen := out.len()
 	for _, s := range p.Signatures {
-		out.record(tagSign, 0, func(e *encoder) {
-			e.u16(s.Algorithm)
-			e.str(s.KeyID)
-			e.u32(uint32(len(s.Sig)))
-			e.bytes(s.Sig)
-		})
+		encodeSignature(&out, s)
 	}
+	b := out.buf.Bytes()
+	p.signed = b[:signedLen:signedLen]
 	p.Checksum = sum
 	p.FormatMajor, p.FormatMinor = FormatMajor, FormatMinor
-	return out.buf.Bytes(), nil
+	return b, nil
+}
+
+func encodeSignature(out *encoder, s Signature) {
+	out.record(tagSign, 0, func(e *encoder) {
+		e.u16(s.Algorithm)
+		e.str(s.KeyID)
+		e.u32(uint32(len(s.Sig)))
+		e.bytes(s.Sig)
+	})
+}
+
+// AppendSignature returns the encoded patch file b with the signature s
+// added after its last record. Nothing before it changes, so the checksum
+// and the signatures already there stay valid, and a reader that does not
+// verify signatures reads the file as before.
+func AppendSignature(b []byte, s Signature) ([]byte, error) {
+	if _, err := Decode(b); err != nil {
+		return nil, err
+	}
+	if len(s.KeyID) > maxString || len(s.Sig) > maxString {
+		return nil, fmt.Errorf("signature record too large")
+	}
+	var e encoder
+	e.bytes(b)
+	encodeSignature(&e, s)
+	return e.buf.Bytes(), nil
 }
 
 // Write encodes p to w.
@@ -80,17 +104,27 @@ func WriteFile(path string, p *Patch) error {
 	if err != nil {
 		return fmt.Errorf("write patch %s: %w", path, err)
 	}
+	return WriteBytes(path, b, 0o644)
+}
+
+// WriteBytes replaces the file at path with b, given mode, through a
+// temporary file in the same folder and a rename: a reader sees the old
+// file or the new one, never half of one.
+func WriteBytes(path string, b []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("write patch %s: %w", path, err)
 	}
 	_, werr := tmp.Write(b)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
 	cerr := tmp.Close()
 	if werr == nil {
 		werr = cerr
 	}
 	if werr == nil {
-		werr = os.Chmod(tmp.Name(), 0o644)
+		werr = os.Chmod(tmp.Name(), mode)
 	}
 	if werr == nil {
 		werr = os.Rename(tmp.Name(), path)

@@ -54,7 +54,16 @@ type Patch struct {
 	// Checksum is the SHA-256 of the file up to the checksum record, as
 	// read or as written.
 	Checksum [32]byte
+
+	// signed is what a signature covers: the file as read, from its
+	// first byte to the end of the checksum record.
+	signed []byte
 }
+
+// SignedData returns the bytes a signature of p covers: the file from its
+// first byte up to and including the checksum record. It is nil for a
+// patch that was neither read nor encoded.
+func (p *Patch) SignedData() []byte { return p.signed }
 
 // SectionKind says how a patch section is mapped in the target.
 type SectionKind uint8
@@ -205,15 +214,20 @@ type Func struct {
 }
 
 // Signature is a detached signature over the file up to and including the
-// checksum record. Signing arrives in a later version; the reader keeps
-// the blocks it finds so that a verifier can check them.
+// checksum record (SignedData). The reader keeps every block it finds;
+// internal/trust verifies them.
 type Signature struct {
-	// Algorithm identifies the scheme; 1 is Ed25519.
+	// Algorithm identifies the scheme: SigEd25519.
 	Algorithm uint16
-	// KeyID names the signing key, such as a fingerprint.
+	// KeyID names the signing key: for Ed25519, the lowercase hex of the
+	// first 8 bytes of the SHA-256 of the 32-byte public key.
 	KeyID string
 	Sig   []byte
 }
+
+// SigEd25519 is the Ed25519 signature algorithm (RFC 8032, pure Ed25519
+// over SignedData, 64-byte signatures).
+const SigEd25519 uint16 = 1
 
 // BuildIDString is the build-id in lowercase hex, as file names use it.
 func (p *Patch) BuildIDString() string { return hex.EncodeToString(p.BuildID) }

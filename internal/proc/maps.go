@@ -213,10 +213,7 @@ func procPath(pid int, name string) string {
 func readProcFile(pid int, name string) ([]byte, error) {
 	b, err := os.ReadFile(procPath(pid, name))
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("read /proc/%d/%s: process %d is gone: %w", pid, name, pid, ErrNoProcess)
-		}
-		return nil, fmt.Errorf("read /proc/%d/%s: %w", pid, name, err)
+		return nil, accessError(pid, fmt.Sprintf("read /proc/%d/%s", pid, name), err)
 	}
 	return b, nil
 }

@@ -3,6 +3,7 @@ package proc
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -152,5 +153,47 @@ func TestReadMapsOfSelf(t *testing.T) {
 	}
 	if !sawExe || !sawStack {
 		t.Errorf("own maps lack the executable %s (%v) or the stack (%v)", exe, sawExe, sawStack)
+	}
+}
+
+func TestParseStartTime(t *testing.T) {
+	stat := "4242 (a) b) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615\n"
+	got, err := ParseStartTime([]byte(stat))
+	if err != nil || got != 987654 {
+		t.Fatalf("got %d, %v; want 987654", got, err)
+	}
+	if _, err := ParseStartTime([]byte("1 (x) S 1")); err == nil {
+		t.Fatal("a short stat line parsed")
+	}
+}
+
+func TestStartTimeOfSelf(t *testing.T) {
+	a, err := StartTime(os.Getpid())
+	if err != nil || a == 0 {
+		t.Fatalf("start time of self: %d, %v", a, err)
+	}
+	if _, err := StartTime(1 << 30); !errors.Is(err, ErrNoProcess) {
+		t.Fatalf("start time of a missing pid: %v, want ErrNoProcess", err)
+	}
+}
+
+func TestPermissionErrorAdvises(t *testing.T) {
+	err := accessError(1, "read /proc/1/maps", os.ErrPermission)
+	if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "CAP_SYS_PTRACE") {
+		t.Fatalf("got %v: want ErrPermission with advice", err)
+	}
+}
+
+func TestParseSignalMasks(t *testing.T) {
+	status := "Name:\tx\nSigQ:\t0/1000\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\nSigBlk:\t0000000000400000\nSigIgn:\t0000000000001000\nSigCgt:\t0000000180004002\n"
+	m, err := ParseSignalMasks([]byte(status))
+	if err != nil || m.Blocked != 1<<22 || m.Ignored != 1<<12 || m.Caught != 0x180004002 {
+		t.Fatalf("got %+v, %v", m, err)
+	}
+	if _, err := ParseSignalMasks([]byte("Name:\tx\n")); err == nil {
+		t.Fatal("a status without signal sets parsed")
+	}
+	if _, err := ThreadSignals(os.Getpid(), os.Getpid()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -40,7 +40,7 @@ func ReadRanges(pid int, ranges []Range) ([]int, error) {
 				return got, fmt.Errorf("read memory of pid %d: process is gone: %w", pid, ErrNoProcess)
 			}
 			if !errors.Is(err, unix.EFAULT) {
-				return got, fmt.Errorf("read memory of pid %d: %w", pid, err)
+				return got, accessError(pid, fmt.Sprintf("read memory of pid %d", pid), err)
 			}
 			n = 0
 		}
@@ -81,7 +81,7 @@ func readOne(pid int, r Range) (int, error) {
 		if errors.Is(err, unix.ESRCH) {
 			return 0, fmt.Errorf("read memory of pid %d: process is gone: %w", pid, ErrNoProcess)
 		}
-		return 0, fmt.Errorf("read memory of pid %d at %#x: %w", pid, r.Addr, err)
+		return 0, accessError(pid, fmt.Sprintf("read memory of pid %d at %#x", pid, r.Addr), err)
 	}
 	return n, nil
 }
@@ -114,10 +114,7 @@ type Mem struct {
 func OpenMem(pid int) (*Mem, error) {
 	f, err := os.OpenFile(procPath(pid, "mem"), os.O_RDWR, 0)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("open memory of pid %d: process is gone: %w", pid, ErrNoProcess)
-		}
-		return nil, fmt.Errorf("open memory of pid %d: %w", pid, err)
+		return nil, accessError(pid, fmt.Sprintf("open memory of pid %d", pid), err)
 	}
 	return &Mem{pid: pid, f: f}, nil
 }

@@ -98,10 +98,7 @@ func ReadStatus(pid int) (Status, error) {
 func Exe(pid int) (string, error) {
 	p, err := os.Readlink(procPath(pid, "exe"))
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("read executable of pid %d: process is gone: %w", pid, ErrNoProcess)
-		}
-		return "", fmt.Errorf("read executable of pid %d: %w", pid, err)
+		return "", accessError(pid, fmt.Sprintf("read executable of pid %d", pid), err)
 	}
 	return strings.TrimSuffix(p, " (deleted)"), nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
@@ -143,14 +142,6 @@ func FindSyscallInsn(pid int, a *arch.Arch, maps []proc.Mapping) (uint64, error)
 		}
 	}
 	return 0, fmt.Errorf("find a system call instruction in pid %d: none in its executable mappings", pid)
-}
-
-func readSysctl(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // RunCode runs code at addr on the stopped thread th until it traps, and

@@ -57,17 +57,9 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Err}
 }
 
-// permissionAdvice turns EPERM into what the user can change.
-func permissionAdvice(pid int) string {
-	if st, err := proc.ReadStatus(pid); err == nil && st.TracerPid != 0 {
-		return fmt.Sprintf("the process is already traced by pid %d (a debugger?); detach it first", st.TracerPid)
-	}
-	advice := "run as root or grant CAP_SYS_PTRACE"
-	if b, err := readSysctl("/proc/sys/kernel/yama/ptrace_scope"); err == nil && b != "0" {
-		advice += fmt.Sprintf(", or set kernel.yama.ptrace_scope=0 (it is %s)", b)
-	}
-	return advice
-}
+// permissionAdvice turns EPERM into what the user can change: the other
+// tracer by name, root or CAP_SYS_PTRACE, Yama's ptrace_scope.
+func permissionAdvice(pid int) string { return proc.PermissionAdvice(pid) }
 
 // Tracer owns the traced threads of one process.
 type Tracer struct {
