@@ -30,6 +30,9 @@ type dangerRange struct {
 	// written whole while the thread is stopped, so it will execute the
 	// jump. Threads preempted right after a call stop there often.
 	entryOK bool
+	// noReturn says the code has no return instruction: a frame in it
+	// never returns, so waiting for it is pointless.
+	noReturn bool
 }
 
 // BusyError says a thread was executing, or would return into, a function
@@ -222,10 +225,34 @@ func (c *checker) grow(n int) {
 	c.rngs = make([]proc.Range, n)
 }
 
+// unsafeThread is a thread found in a danger range, with what the wait
+// for it needs.
+type unsafeThread struct {
+	th   *ptrace.Thread
+	busy *BusyError
+	// danger is the range of its outermost unsafe frame.
+	danger int
+	// slot is where that frame's return address is stored and ret the
+	// address; slot is 0 when the frame cannot be hooked (it was found by
+	// a scan, or its caller is not known).
+	slot, ret uint64
+}
+
 // check reads every stopped thread's stack in one batch and looks for a
 // frame inside a danger range. It returns nil when the jumps may be
 // written.
 func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
+	u, err := c.assess(threads, true)
+	if err != nil || len(u) == 0 {
+		return nil, err
+	}
+	return u[0].busy, nil
+}
+
+// assess reads every stopped thread's stack in one batch and returns the
+// threads that have a frame inside a danger range; with first, it stops
+// at the first such thread.
+func (c *checker) assess(threads []*ptrace.Thread, first bool) ([]unsafeThread, error) {
 	if len(c.danger) == 0 {
 		return nil, nil
 	}
@@ -237,18 +264,22 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 	if err != nil {
 		return nil, err
 	}
+	var out []unsafeThread
 	for i, th := range threads {
 		snap := &c.snap[i]
 		*snap = unwind.Snapshot{Addr: th.Regs.SP(), Data: c.rngs[i].Buf[:got[i]], Fallback: c.mem}
 		regs := unwind.AMD64.RegsFrom(&th.Regs)
 		frames, uerr := c.space.Unwind(&regs, snap, c.frames[:0])
+		outer, outerRange := -1, -1
 		for depth, f := range frames {
-			for _, d := range c.danger {
+			for k, d := range c.danger {
 				if f.In(d.start, d.end) && !(f.Precise && f.PC == d.start && d.entryOK) {
-					return &BusyError{Pid: c.tgid, Tid: th.Tid, Function: d.name, PC: f.PC, Frame: depth}, nil
+					outer, outerRange = depth, k
+					break
 				}
 			}
 		}
+		var scanned *BusyError
 		if uerr != nil {
 			// The unwind stopped early: every word above the last good
 			// frame that points into a danger range counts.
@@ -256,22 +287,60 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 			if len(frames) > 0 {
 				sp = frames[len(frames)-1].SP
 			}
-			if end := c.stackEnd(sp); end > snap.Addr+uint64(len(snap.Data)) {
-				// The stack goes on past the snapshot: scan all of it.
-				// Rare (unwinding failed), so the extra read is allowed.
-				deep := make([]byte, min(end-sp, maxScan))
-				n, err := proc.ReadRanges(c.pid, []proc.Range{{Addr: sp, Buf: deep}})
-				if err == nil {
-					snap = &unwind.Snapshot{Addr: sp, Data: deep[:n[0]], Fallback: c.mem}
-				}
-			}
-			c.hits = unwind.Scan(snap, sp, c.ranges, c.hits[:0])
-			for _, h := range c.hits {
-				if c.returnAddress(h.Value, h.Range) {
-					return &BusyError{Pid: c.tgid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: len(frames), Scanned: true}, nil
-				}
-			}
+			scanned = c.scanStack(th, snap, sp, len(frames))
+		}
+		switch {
+		case scanned != nil:
+			out = append(out, unsafeThread{th: th, busy: scanned, danger: -1})
+		case outer >= 0:
+			f := frames[outer]
+			u := unsafeThread{th: th, danger: outerRange,
+				busy: &BusyError{Pid: c.tgid, Tid: th.Tid, Function: c.danger[outerRange].name, PC: f.PC, Frame: outer}}
+			u.slot, u.ret = c.returnSlot(frames, outer)
+			out = append(out, u)
+		default:
+			continue
+		}
+		if first {
+			break
 		}
 	}
-	return nil, nil
+	return out, nil
+}
+
+// scanStack scans a stack from sp, where unwinding stopped, for return
+// addresses into a danger range.
+func (c *checker) scanStack(th *ptrace.Thread, snap *unwind.Snapshot, sp uint64, depth int) *BusyError {
+	if end := c.stackEnd(sp); end > snap.Addr+uint64(len(snap.Data)) {
+		// The stack goes on past the snapshot: scan all of it.
+		// Rare (unwinding failed), so the extra read is allowed.
+		deep := make([]byte, min(end-sp, maxScan))
+		n, err := proc.ReadRanges(c.pid, []proc.Range{{Addr: sp, Buf: deep}})
+		if err == nil {
+			snap = &unwind.Snapshot{Addr: sp, Data: deep[:n[0]], Fallback: c.mem}
+		}
+	}
+	c.hits = unwind.Scan(snap, sp, c.ranges, c.hits[:0])
+	for _, h := range c.hits {
+		if c.returnAddress(h.Value, h.Range) {
+			return &BusyError{Pid: c.tgid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: depth, Scanned: true}
+		}
+	}
+	return nil
+}
+
+// returnSlot finds where frame k's return address is stored, and the
+// address, when the frame was entered by a call and its caller is known:
+// the word at the arch's return slot below the frame's CFA must hold the
+// caller frame's return address.
+func (c *checker) returnSlot(frames []unwind.Frame, k int) (slot, ret uint64) {
+	if k+1 >= len(frames) || frames[k].CFA == 0 || frames[k].Signal || frames[k+1].Precise {
+		return 0, 0
+	}
+	slot = frames[k].CFA + uint64(c.arch.ReturnSlot)
+	ret = frames[k+1].PC
+	if w, err := c.mem.Word(slot); err != nil || w != ret {
+		return 0, 0
+	}
+	return slot, ret
 }
