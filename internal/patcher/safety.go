@@ -48,6 +48,10 @@ type BusyError struct {
 	// Scanned is set when the stack could not be unwound and a
 	// conservative scan found the address.
 	Scanned bool
+	// Context is set, instead of Tid, for a coroutine: the address of
+	// its saved context, of kind ContextKind (ucontext_t or jmp_buf).
+	Context     uint64
+	ContextKind string
 }
 
 func (e *BusyError) Error() string {
@@ -57,6 +61,10 @@ func (e *BusyError) Error() string {
 	}
 	if e.Scanned {
 		how = "may return into (a conservative stack scan found its address)"
+	}
+	if e.Context != 0 {
+		return fmt.Sprintf("a coroutine of pid %d (its %s saved at %#x) is suspended and %s %s at %#x after %d attempts: it would resume in the old code; retry when no coroutine is suspended in it, or raise --retries/--timeout",
+			e.Pid, e.ContextKind, e.Context, how, e.Function, e.PC, e.Attempts)
 	}
 	return fmt.Sprintf("thread %d of pid %d %s %s at %#x after %d attempts: retry when the function is idle, or raise --retries/--timeout",
 		e.Tid, e.Pid, how, e.Function, e.PC, e.Attempts)
@@ -79,6 +87,9 @@ type checker struct {
 	hits   []unwind.Hit
 	snap   []unwind.Snapshot
 	rngs   []proc.Range
+	// contexts says the process may hold coroutine contexts
+	// (coroutines.go).
+	contexts bool
 }
 
 func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []dangerRange) (*checker, error) {
@@ -128,7 +139,7 @@ func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []d
 		return nil, err
 	}
 	c := &checker{pid: p.MemPid, tgid: p.Pid, maps: p.Maps, arch: arch.AMD64, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
-		frames: make([]unwind.Frame, 0, unwind.DefaultMaxFrames)}
+		frames: make([]unwind.Frame, 0, unwind.DefaultMaxFrames), contexts: usesContexts(p)}
 	if tids, err := proc.Threads(p.Pid); err == nil {
 		c.grow(len(tids) + 8)
 	}
@@ -303,6 +314,15 @@ func (c *checker) assess(threads []*ptrace.Thread, first bool) ([]unsafeThread, 
 		}
 		if first {
 			break
+		}
+	}
+	if len(out) == 0 && c.contexts {
+		busy, err := c.checkContexts(threads)
+		if err != nil {
+			return nil, err
+		}
+		if busy != nil {
+			out = append(out, unsafeThread{busy: busy, danger: -1})
 		}
 	}
 	return out, nil
