@@ -249,17 +249,6 @@ type unsafeThread struct {
 	slot, ret uint64
 }
 
-// check reads every stopped thread's stack in one batch and looks for a
-// frame inside a danger range. It returns nil when the jumps may be
-// written.
-func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
-	u, err := c.assess(threads, true)
-	if err != nil || len(u) == 0 {
-		return nil, err
-	}
-	return u[0].busy, nil
-}
-
 // assess reads every stopped thread's stack in one batch and returns the
 // threads that have a frame inside a danger range; with first, it stops
 // at the first such thread.

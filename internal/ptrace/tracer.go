@@ -613,6 +613,14 @@ func (c *Ctl) ResumeAll() error {
 func (c *Ctl) DetachAll() error {
 	var firstErr error
 	for _, th := range c.Threads() {
+		if th.Stopped && th.SyscallStop {
+			if err := c.leaveSyscallStop(th); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if _, ok := c.threads[th.Tid]; !ok {
+			continue
+		}
 		if !th.Stopped {
 			if err := unix.PtraceInterrupt(th.Tid); err == nil {
 				_ = c.waitStopped(th)
@@ -631,8 +639,35 @@ func (c *Ctl) DetachAll() error {
 	return firstErr
 }
 
+// leaveSyscallStop turns a system call stop into an interrupt stop. A
+// thread detached at a system call entry stop starts the call with a
+// signal marked pending by the detach itself, and calls that do not
+// restart (epoll_wait) then fail with EINTR; from an interrupt stop, the
+// call is rewound (undoStopEINTR) and restarts transparently.
+func (c *Ctl) leaveSyscallStop(th *Thread) error {
+	if err := unix.PtraceCont(th.Tid, int(th.pendingSig)); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return &Error{Op: "resume", Pid: c.pid, Tid: th.Tid, Err: err}
+	}
+	th.Stopped, th.pendingSig, th.SyscallStop = false, 0, false
+	if err := unix.PtraceInterrupt(th.Tid); err != nil && !errors.Is(err, unix.ESRCH) {
+		return &Error{Op: "interrupt", Pid: c.pid, Tid: th.Tid, Err: err}
+	}
+	return c.waitStopped(th)
+}
+
 // Detach releases one stopped thread.
 func (c *Ctl) Detach(th *Thread) error {
+	if th.Stopped && th.SyscallStop {
+		if err := c.leaveSyscallStop(th); err != nil {
+			return err
+		}
+		if _, ok := c.threads[th.Tid]; !ok {
+			return nil
+		}
+	}
 	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.Tid), 0, uintptr(th.pendingSig), 0, 0)
 	delete(c.threads, th.Tid)
 	c.LastResume = time.Now()
