@@ -82,17 +82,16 @@ static void case_report(const char *request)
 int main(int argc, char **argv)
 {
 	pthread_t t;
-	/* Blocked threads per kind: one for the test, more for the soak. */
-	int blocked = argc > 1 ? atoi(argv[1]) : 1;
+	void *(*blockers[3])(void *) = {reader, futexer, sleeper};
+	/* Blocked threads, of the three kinds in turn: one of each for the
+	 * test, more for the soak benchmark. */
+	int blocked = argc > 1 ? atoi(argv[1]) : 3;
 
 	if (pipe(pipefd) != 0)
 		return 1;
 	for (int i = 0; i < HOT; i++)
 		pthread_create(&t, NULL, spinner, NULL);
-	for (int i = 0; i < blocked; i++) {
-		pthread_create(&t, NULL, reader, NULL);
-		pthread_create(&t, NULL, futexer, NULL);
-		pthread_create(&t, NULL, sleeper, NULL);
-	}
+	for (int i = 0; i < blocked; i++)
+		pthread_create(&t, NULL, blockers[i % 3], NULL);
 	return harness_loop();
 }
