@@ -17,8 +17,8 @@ import (
 // checker finds such saved contexts by scanning the process's writable
 // memory for their shape, and unwinds each like a thread. The scan runs
 // inside the pause (a coroutine may suspend at any moment before it), and
-// only in processes that import a context-saving function from the C
-// library: others cannot have made such a context.
+// only in processes that import what switching stacks takes (see
+// usesContexts): others cannot have made such a context.
 //
 // The layouts are glibc's on x86-64 (sysdeps/unix/sysv/linux/x86_64):
 // ucontext_t holds the general registers unmangled at uc_mcontext.gregs;
@@ -26,11 +26,14 @@ import (
 // rbp, rsp and pc mangled as rol(v ^ guard, 0x11), where guard is the
 // pointer guard of the thread control block (%fs:0x30).
 
-// contextFuncs are the imports that can save a context.
-var contextFuncs = map[string]bool{
-	"getcontext": true, "swapcontext": true, "makecontext": true,
-	"setjmp": true, "_setjmp": true, "sigsetjmp": true, "__sigsetjmp": true,
-}
+// switchFuncs switch stacks by themselves; a setjmp variant together with
+// sigaltstack is how QEMU's coroutine-sigaltstack starts a coroutine on a
+// stack of its own. A program that only uses setjmp and longjmp on its own
+// thread stacks keeps no frame off them.
+var (
+	switchFuncs = map[string]bool{"makecontext": true, "swapcontext": true}
+	setjmpFuncs = map[string]bool{"setjmp": true, "_setjmp": true, "sigsetjmp": true, "__sigsetjmp": true}
+)
 
 // Offsets in glibc's x86-64 structures, in 8-byte words.
 const (
@@ -60,17 +63,24 @@ type savedContext struct {
 	regs unwind.Regs
 }
 
-// usesContexts reports whether any loaded object imports a function that
-// saves a context.
+// usesContexts reports whether the loaded objects import what switching
+// stacks takes: makecontext or swapcontext, or a setjmp variant together
+// with sigaltstack.
 func usesContexts(p *Process) bool {
+	setjmp, altstack := false, false
 	for _, o := range p.Objects {
 		for _, s := range o.File.Imports() {
-			if contextFuncs[s.Name] {
+			switch {
+			case switchFuncs[s.Name]:
 				return true
+			case setjmpFuncs[s.Name]:
+				setjmp = true
+			case s.Name == "sigaltstack":
+				altstack = true
 			}
 		}
 	}
-	return false
+	return setjmp && altstack
 }
 
 // findContexts scans writable private memory for saved contexts. Parts
@@ -103,7 +113,7 @@ func (c *checker) findContexts(threads []*ptrace.Thread) ([]savedContext, error)
 			start = sps[i] &^ 7
 		}
 		if total += m.End - start; total > contextScanLimit {
-			return out, fmt.Errorf("search pid %d for coroutine contexts: more than %d MiB of writable memory", c.tgid, contextScanLimit>>20)
+			return out, fmt.Errorf("search pid %d for coroutine contexts: more than %d MiB of writable memory to search, so a coroutine suspended in a function being replaced cannot be ruled out; patch it when it holds less memory", c.tgid, contextScanLimit>>20)
 		}
 		buf := make([]byte, m.End-start)
 		n, err := proc.ReadRanges(c.pid, []proc.Range{{Addr: start, Buf: buf}})
