@@ -31,7 +31,7 @@ var AMD64 = &Arch{
 	},
 	Trap:        []byte{0xcc},
 	SyscallInsn: []byte{0x0f, 0x05},
-	Sys:         Syscalls{Mmap: 9, Mprotect: 10, Munmap: 11, Prctl: 157},
+	Sys:         Syscalls{Mmap: 9, Mprotect: 10, Munmap: 11, Prctl: 157, Getpid: 39},
 	Relocs: map[uint32]RelocType{
 		uint32(elf.R_X86_64_64):       {Name: "R_X86_64_64", Class: ClassAddress, Size: 8},
 		uint32(elf.R_X86_64_PC32):     {Name: "R_X86_64_PC32", Class: ClassAddress, Size: 4, PCRel: true, Overflow: OverflowSigned},
@@ -144,6 +144,49 @@ var AMD64 = &Arch{
 		code = append(code, 0x48, 0xb8) // movabs $fn, %rax
 		code = binary.LittleEndian.AppendUint64(code, fn)
 		return append(code, 0xff, 0xd0) // call *%rax
+	},
+	EncodeReturnHook: func(ret uint64) ReturnHook {
+		code := []byte{
+			0x90,       // nop: a return address minus one still lands in the hook
+			0x50,       // push %rax: the returned value
+			0x51,       // push %rcx: syscall clobbers rcx and r11
+			0x41, 0x53, // push %r11
+			0xb8, 39, 0, 0, 0, // mov $39 (getpid), %eax
+			0x0f, 0x05, // syscall
+			0x41, 0x5b, // pop %r11
+			0x59,                   // pop %rcx
+			0x58,                   // pop %rax
+			0xff, 0x25, 0, 0, 0, 0, // jmp *0(%rip): the word that follows
+		}
+		code = binary.LittleEndian.AppendUint64(code, ret)
+		// From the stack pointer up at the stop: r11, rcx, rax.
+		return ReturnHook{Code: code, Entry: 1, Stop: 12, Nr: 39, Saved: []int{11, 2, 0}, SavedSize: 24}
+	},
+	ReturnSlot: -8,
+	Returns: func(code []byte) bool {
+		for off := 0; off < len(code); {
+			inst, err := x86asm.Decode(code[off:], 64)
+			if err != nil || inst.Op == 0 {
+				return true
+			}
+			switch inst.Op {
+			case x86asm.RET, x86asm.LRET, x86asm.IRET, x86asm.IRETQ:
+				return true
+			case x86asm.JMP:
+				// A tail call leaves the function for good: its callee
+				// returns to this function's caller.
+				if rel, ok := inst.Args[0].(x86asm.Rel); ok {
+					to := int64(off+inst.Len) + int64(rel)
+					if to < 0 || to >= int64(len(code)) {
+						return true
+					}
+				} else {
+					return true
+				}
+			}
+			off += inst.Len
+		}
+		return false
 	},
 	DWARFPC:             16,
 	DWARFSP:             7,

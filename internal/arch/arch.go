@@ -62,6 +62,8 @@ var ErrRelocOverflow = errors.New("relocation overflows its field")
 // Syscalls are the numbers of the system calls the patcher injects.
 type Syscalls struct {
 	Mmap, Munmap, Mprotect, Prctl int
+	// Getpid is the harmless call a return hook makes.
+	Getpid int
 }
 
 // SyscallCall is one system call of a sequence run in the target.
@@ -174,6 +176,18 @@ type Arch struct {
 	// zone, and falls through when it returns. The registers it changes
 	// are the tracer's to restore.
 	EncodeCall func(fn uint64, args []uint64) []byte
+	// EncodeReturnHook returns a return hook (see ReturnHook) that goes
+	// on to ret.
+	EncodeReturnHook func(ret uint64) ReturnHook
+	// ReturnSlot is where, relative to a frame's canonical frame address,
+	// the frame's return address is stored when the frame was made by a
+	// call instruction.
+	ReturnSlot int64
+	// Returns reports whether code, a whole function, contains a return
+	// instruction. A function without one never returns to its caller
+	// (an endless loop, or an exit through a noreturn call). Undecodable
+	// code counts as returning: the caller then only waits, bounded.
+	Returns func(code []byte) bool
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.

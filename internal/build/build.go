@@ -310,6 +310,7 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	if len(patches) == 0 {
 		return ErrNoChanges
 	}
+	res.Warnings = append(res.Warnings, runningWarnings(patches, outputs)...)
 	res.Patches = patches
 	return nil
 }

@@ -38,7 +38,7 @@ func (s *session) apply(plans []*plan, res *Result) error {
 	var extra []*linked
 	for _, pl := range plans {
 		for _, f := range pl.l.funcs {
-			danger = append(danger, dangerRange{start: f.Old, end: f.Old + f.OldSize, name: f.Name, entryOK: s.entrySafe(f)})
+			danger = append(danger, dangerRange{start: f.Old, end: f.Old + f.OldSize, name: f.Name, entryOK: s.entrySafe(f), noReturn: s.neverReturns(f)})
 		}
 		if r := pl.replaces; r != nil && r.hdr.TextEnd > r.hdr.TextStart {
 			danger = append(danger, dangerRange{start: r.hdr.TextStart, end: r.hdr.TextEnd, name: "the code of patch " + r.hdr.ID + " level " + fmt.Sprint(r.hdr.Level)})
@@ -97,6 +97,18 @@ func (s *session) entrySafe(f regionFunc) bool {
 	return !s.a.BranchesTo(code, f.Old, f.Old)
 }
 
+// neverReturns reports whether f's old code has no return instruction.
+func (s *session) neverReturns(f regionFunc) bool {
+	if f.RangeOnly || f.OldSize > 1<<20 || f.OldSize == 0 {
+		return false
+	}
+	code := make([]byte, f.OldSize)
+	if err := proc.ReadMem(s.p.MemPid, f.Old, code); err != nil {
+		return false
+	}
+	return !s.a.Returns(code)
+}
+
 func (s *session) writeHeader(h *regionHeader, room uint64) error {
 	b, err := h.encode()
 	if err != nil {
@@ -139,47 +151,96 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 	}
 	var pause time.Duration
 	committed := false
-	attempts := 0
+	attempts, retries := 0, 0
 	deadline := time.Now().Add(s.opt.Timeout)
 	maxAttempts := s.opt.Retries + 1
+	w := &returnWait{s: s}
 	// A garbage collection inside the stop would lengthen it; the few
 	// allocations of the check can wait.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	err := s.tr.Do(func(c *ptrace.Ctl) error {
+		w.c = c
 		restore := c.Realtime()
 		defer restore()
+		// fail takes back the hooks with every thread stopped, then
+		// undoes the writes and resumes.
+		fail := func(cause error, done []jumpWrite) error {
+			if len(w.hooks) > 0 {
+				if err := c.StopAll(); err != nil {
+					w.leaked = true
+					return s.failInPause(c, fmt.Errorf("%w (and stopping the threads to take back return hooks failed: %v)", cause, err), done)
+				}
+				if err := w.takeBack(); err != nil {
+					cause = fmt.Errorf("%w (taking back return hooks: %v)", cause, err)
+				}
+			}
+			return s.failInPause(c, cause, done)
+		}
 		backoff := time.Millisecond
 		for {
 			attempts++
 			if err := c.StopAll(); err != nil {
-				return s.failInPause(c, err, nil)
+				return fail(err, nil)
 			}
-			busy, err := chk.check(c.Threads())
+			unsafe, err := chk.assess(c.Threads(), false)
 			if err != nil {
-				return s.failInPause(c, err, nil)
+				return fail(err, nil)
 			}
-			if busy == nil {
+			if len(unsafe) == 0 {
 				break
 			}
+			busy := unsafe[0].busy
 			busy.Attempts = attempts
-			if attempts >= maxAttempts || time.Now().Add(backoff).After(deadline) {
-				return s.failInPause(c, busy, nil)
+			hookable := true
+			for _, u := range unsafe {
+				if u.danger >= 0 && chk.danger[u.danger].noReturn {
+					u.busy.Attempts = attempts
+					return fail(&NeverReturnsError{Busy: u.busy}, nil)
+				}
+				hookable = hookable && u.slot != 0
+			}
+			if hookable && time.Now().Before(deadline) {
+				planted, err := w.plant(unsafe)
+				if err == nil {
+					err = w.wait(planted, deadline)
+				}
+				var be *BusyError
+				if errors.As(err, &be) {
+					be.Attempts = attempts
+				}
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, errHooksFull) {
+					return fail(err, nil)
+				}
+			}
+			// Frames found by a scan cannot be hooked: let the process
+			// run and look again.
+			retries++
+			if retries >= maxAttempts || time.Now().Add(backoff).After(deadline) {
+				return fail(busy, nil)
+			}
+			if len(w.hooks) > 0 {
+				if err := w.takeBack(); err != nil {
+					return fail(err, nil)
+				}
 			}
 			if err := c.ResumeAll(); err != nil {
-				return s.failInPause(c, err, nil)
+				return fail(err, nil)
 			}
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 50*time.Millisecond)
 		}
 		var done []jumpWrite
-		for i, w := range writes {
-			if err := s.mem.WriteAt(w.new, w.addr); err != nil {
-				return s.failInPause(c, fmt.Errorf("write the jump at %s: %w", s.p.describe(w.addr), err), done)
+		for i, wr := range writes {
+			if err := s.mem.WriteAt(wr.new, wr.addr); err != nil {
+				return fail(fmt.Errorf("write the jump at %s: %w", s.p.describe(wr.addr), err), done)
 			}
-			done = append(done, w)
+			done = append(done, wr)
 			if i == 0 {
 				if err := s.opt.hit("after-first-jump"); err != nil {
-					return s.failInPause(c, err, done)
+					return fail(err, done)
 				}
 			}
 		}
@@ -190,13 +251,35 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 			return err
 		}
 		pause = c.LastResume.Sub(c.FirstStop)
+		if d := w.longestStop(c.LastResume); d > s.threadStop {
+			s.threadStop = d
+		}
 		return nil
 	})
+	if uerr := w.unmapPage(); uerr != nil && err == nil && !committed {
+		err = uerr
+	}
 	if err != nil && rollbackRegions && !committed {
 		err = s.rollbackMapped(err)
 	}
 	return pause, attempts - 1, err
 }
+
+// NeverReturnsError says a thread is inside a function being replaced
+// that has no return instruction: the frame lives as long as the thread,
+// so the patch can never be applied while it runs.
+type NeverReturnsError struct {
+	Busy *BusyError
+}
+
+func (e *NeverReturnsError) Error() string {
+	b := e.Busy
+	return fmt.Sprintf("thread %d of pid %d is inside %s (frame %d), which never returns (it has no return instruction: an endless loop, such as a service's main loop or a thread's start routine, that the changed code was inlined into): "+
+		"the patch cannot apply while this thread runs; rebuild the fix so that the changed code is a function of its own that the loop calls (for example mark it __attribute__((noinline)))",
+		b.Tid, b.Pid, b.Function, b.Frame)
+}
+
+func (e *NeverReturnsError) Unwrap() error { return e.Busy }
 
 // ErrUnstoppable means a thread sleeps uninterruptibly and would hold every
 // other thread stopped until it wakes.

@@ -30,6 +30,9 @@ type dangerRange struct {
 	// written whole while the thread is stopped, so it will execute the
 	// jump. Threads preempted right after a call stop there often.
 	entryOK bool
+	// noReturn says the code has no return instruction: a frame in it
+	// never returns, so waiting for it is pointless.
+	noReturn bool
 }
 
 // BusyError says a thread was executing, or would return into, a function
@@ -45,6 +48,10 @@ type BusyError struct {
 	// Scanned is set when the stack could not be unwound and a
 	// conservative scan found the address.
 	Scanned bool
+	// Context is set, instead of Tid, for a coroutine: the address of
+	// its saved context, of kind ContextKind (ucontext_t or jmp_buf).
+	Context     uint64
+	ContextKind string
 }
 
 func (e *BusyError) Error() string {
@@ -54,6 +61,10 @@ func (e *BusyError) Error() string {
 	}
 	if e.Scanned {
 		how = "may return into (a conservative stack scan found its address)"
+	}
+	if e.Context != 0 {
+		return fmt.Sprintf("a coroutine of pid %d (its %s saved at %#x) is suspended and %s %s at %#x after %d attempts: it would resume in the old code; retry when no coroutine is suspended in it, or raise --retries/--timeout",
+			e.Pid, e.ContextKind, e.Context, how, e.Function, e.PC, e.Attempts)
 	}
 	return fmt.Sprintf("thread %d of pid %d %s %s at %#x after %d attempts: retry when the function is idle, or raise --retries/--timeout",
 		e.Tid, e.Pid, how, e.Function, e.PC, e.Attempts)
@@ -76,6 +87,9 @@ type checker struct {
 	hits   []unwind.Hit
 	snap   []unwind.Snapshot
 	rngs   []proc.Range
+	// contexts says the process may hold coroutine contexts
+	// (coroutines.go).
+	contexts bool
 }
 
 func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []dangerRange) (*checker, error) {
@@ -125,7 +139,7 @@ func newChecker(p *Process, regions []*regionHeader, extra []*linked, danger []d
 		return nil, err
 	}
 	c := &checker{pid: p.MemPid, tgid: p.Pid, maps: p.Maps, arch: arch.AMD64, space: space, ranges: unwind.NewRanges(cr), danger: danger, mem: mem,
-		frames: make([]unwind.Frame, 0, unwind.DefaultMaxFrames)}
+		frames: make([]unwind.Frame, 0, unwind.DefaultMaxFrames), contexts: usesContexts(p)}
 	if tids, err := proc.Threads(p.Pid); err == nil {
 		c.grow(len(tids) + 8)
 	}
@@ -222,10 +236,23 @@ func (c *checker) grow(n int) {
 	c.rngs = make([]proc.Range, n)
 }
 
-// check reads every stopped thread's stack in one batch and looks for a
-// frame inside a danger range. It returns nil when the jumps may be
-// written.
-func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
+// unsafeThread is a thread found in a danger range, with what the wait
+// for it needs.
+type unsafeThread struct {
+	th   *ptrace.Thread
+	busy *BusyError
+	// danger is the range of its outermost unsafe frame.
+	danger int
+	// slot is where that frame's return address is stored and ret the
+	// address; slot is 0 when the frame cannot be hooked (it was found by
+	// a scan, or its caller is not known).
+	slot, ret uint64
+}
+
+// assess reads every stopped thread's stack in one batch and returns the
+// threads that have a frame inside a danger range; with first, it stops
+// at the first such thread.
+func (c *checker) assess(threads []*ptrace.Thread, first bool) ([]unsafeThread, error) {
 	if len(c.danger) == 0 {
 		return nil, nil
 	}
@@ -237,18 +264,22 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 	if err != nil {
 		return nil, err
 	}
+	var out []unsafeThread
 	for i, th := range threads {
 		snap := &c.snap[i]
 		*snap = unwind.Snapshot{Addr: th.Regs.SP(), Data: c.rngs[i].Buf[:got[i]], Fallback: c.mem}
 		regs := unwind.AMD64.RegsFrom(&th.Regs)
 		frames, uerr := c.space.Unwind(&regs, snap, c.frames[:0])
+		outer, outerRange := -1, -1
 		for depth, f := range frames {
-			for _, d := range c.danger {
+			for k, d := range c.danger {
 				if f.In(d.start, d.end) && !(f.Precise && f.PC == d.start && d.entryOK) {
-					return &BusyError{Pid: c.tgid, Tid: th.Tid, Function: d.name, PC: f.PC, Frame: depth}, nil
+					outer, outerRange = depth, k
+					break
 				}
 			}
 		}
+		var scanned *BusyError
 		if uerr != nil {
 			// The unwind stopped early: every word above the last good
 			// frame that points into a danger range counts.
@@ -256,22 +287,69 @@ func (c *checker) check(threads []*ptrace.Thread) (*BusyError, error) {
 			if len(frames) > 0 {
 				sp = frames[len(frames)-1].SP
 			}
-			if end := c.stackEnd(sp); end > snap.Addr+uint64(len(snap.Data)) {
-				// The stack goes on past the snapshot: scan all of it.
-				// Rare (unwinding failed), so the extra read is allowed.
-				deep := make([]byte, min(end-sp, maxScan))
-				n, err := proc.ReadRanges(c.pid, []proc.Range{{Addr: sp, Buf: deep}})
-				if err == nil {
-					snap = &unwind.Snapshot{Addr: sp, Data: deep[:n[0]], Fallback: c.mem}
-				}
-			}
-			c.hits = unwind.Scan(snap, sp, c.ranges, c.hits[:0])
-			for _, h := range c.hits {
-				if c.returnAddress(h.Value, h.Range) {
-					return &BusyError{Pid: c.tgid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: len(frames), Scanned: true}, nil
-				}
-			}
+			scanned = c.scanStack(th, snap, sp, len(frames))
+		}
+		switch {
+		case scanned != nil:
+			out = append(out, unsafeThread{th: th, busy: scanned, danger: -1})
+		case outer >= 0:
+			f := frames[outer]
+			u := unsafeThread{th: th, danger: outerRange,
+				busy: &BusyError{Pid: c.tgid, Tid: th.Tid, Function: c.danger[outerRange].name, PC: f.PC, Frame: outer}}
+			u.slot, u.ret = c.returnSlot(frames, outer)
+			out = append(out, u)
+		default:
+			continue
+		}
+		if first {
+			break
 		}
 	}
-	return nil, nil
+	if len(out) == 0 && c.contexts {
+		busy, err := c.checkContexts(threads)
+		if err != nil {
+			return nil, err
+		}
+		if busy != nil {
+			out = append(out, unsafeThread{busy: busy, danger: -1})
+		}
+	}
+	return out, nil
+}
+
+// scanStack scans a stack from sp, where unwinding stopped, for return
+// addresses into a danger range.
+func (c *checker) scanStack(th *ptrace.Thread, snap *unwind.Snapshot, sp uint64, depth int) *BusyError {
+	if end := c.stackEnd(sp); end > snap.Addr+uint64(len(snap.Data)) {
+		// The stack goes on past the snapshot: scan all of it.
+		// Rare (unwinding failed), so the extra read is allowed.
+		deep := make([]byte, min(end-sp, maxScan))
+		n, err := proc.ReadRanges(c.pid, []proc.Range{{Addr: sp, Buf: deep}})
+		if err == nil {
+			snap = &unwind.Snapshot{Addr: sp, Data: deep[:n[0]], Fallback: c.mem}
+		}
+	}
+	c.hits = unwind.Scan(snap, sp, c.ranges, c.hits[:0])
+	for _, h := range c.hits {
+		if c.returnAddress(h.Value, h.Range) {
+			return &BusyError{Pid: c.tgid, Tid: th.Tid, Function: c.danger[h.Range.ID].name, PC: h.Value, Frame: depth, Scanned: true}
+		}
+	}
+	return nil
+}
+
+// returnSlot finds where frame k's return address is stored, and the
+// address, when the frame was entered by a call and its caller is known:
+// the word at the arch's return slot below the frame's CFA must hold the
+// caller frame's return address.
+func (c *checker) returnSlot(frames []unwind.Frame, k int) (slot, ret uint64) {
+	if k+1 >= len(frames) || frames[k].CFA == 0 || frames[k].Signal || frames[k+1].Precise {
+		return 0, 0
+	}
+	slot = frames[k].CFA + uint64(c.arch.ReturnSlot)
+	ret = frames[k+1].PC
+	if w, err := c.mem.Word(slot); err != nil || w != ret {
+		return 0, 0
+	}
+	return slot, ret
 }

@@ -135,3 +135,21 @@ func (r *Regs) setCall(fn uint64, args []uint64) uint64 {
 	}
 	return sp
 }
+
+// SetDWARF gives the register with DWARF number n the value v; it reports
+// false for a number it does not hold.
+func (r *Regs) SetDWARF(n int, v uint64) bool {
+	x := &r.raw
+	dst := []*uint64{&x.Rax, &x.Rdx, &x.Rcx, &x.Rbx, &x.Rsi, &x.Rdi, &x.Rbp, &x.Rsp,
+		&x.R8, &x.R9, &x.R10, &x.R11, &x.R12, &x.R13, &x.R14, &x.R15, &x.Rip}
+	if n < 0 || n >= len(dst) {
+		return false
+	}
+	*dst[n] = v
+	return true
+}
+
+// SkipSyscall, at a system call entry stop, makes the kernel skip the
+// call and return to the registers as they are now set, instead of
+// making it.
+func (r *Regs) SkipSyscall() { r.raw.Orig_rax = ^uint64(0) }

@@ -144,6 +144,9 @@ type Thread struct {
 	Stopped bool
 	// Regs are the registers read when the thread stopped.
 	Regs Regs
+	// SyscallStop is set while the thread is stopped at a system call
+	// entry or exit after ResumeOne(th, true).
+	SyscallStop bool
 	// pendingSig is a signal that arrived while stopping and must be
 	// delivered when the thread resumes.
 	pendingSig unix.Signal
@@ -187,7 +190,11 @@ func (c *Ctl) Thread(tid int) (*Thread, bool) {
 	return th, ok
 }
 
-const seizeOptions = unix.PTRACE_O_TRACECLONE
+// PTRACE_O_TRACESYSGOOD marks system call stops (SIGTRAP|0x80), so that
+// they are never mistaken for a trap of the program's own. It also makes
+// them harmless should the tool die at one: the kernel then "delivers" the
+// stop's code, which is not a valid signal number, instead of SIGTRAP.
+const seizeOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACESYSGOOD
 
 func (c *Ctl) seize(tid int) error {
 	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(tid), 0, seizeOptions, 0, 0)
@@ -433,43 +440,115 @@ func (c *Ctl) waitStopped(th *Thread) error {
 			}
 			return &Error{Op: "wait for", Pid: c.pid, Tid: th.Tid, Err: err}
 		}
-		if ws.Exited() || ws.Signaled() {
-			delete(c.threads, th.Tid)
-			return nil
-		}
-		if !ws.Stopped() {
-			continue
-		}
-		th.Stopped = true
-		sig := ws.StopSignal()
-		switch event := ws.TrapCause(); {
-		case event == unix.PTRACE_EVENT_CLONE:
-			msg, err := unix.PtraceGetEventMsg(th.Tid)
-			if err != nil {
-				return &Error{Op: "read clone event of", Pid: c.pid, Tid: th.Tid, Err: err}
-			}
-			child := &Thread{Tid: int(msg)}
-			c.threads[child.Tid] = child
-			// The new thread starts in a ptrace stop of its own.
-			if err := c.waitStopped(child); err != nil {
-				return err
-			}
-		case event == unix.PTRACE_EVENT_STOP || event > 0:
-			// The interrupt (or a group stop): nothing to deliver.
-		case sig == unix.SIGTRAP:
-			// A trap the thread took on its own (a breakpoint the
-			// program uses, say) must still reach it.
-			th.pendingSig = sig
-		default:
-			// A signal arrived before the interrupt was seen; hold it
-			// and deliver it on resume, so the program never loses it.
-			th.pendingSig = sig
-		}
-		if err := c.getRegs(th); err != nil {
+		done, err := c.handleStatus(th, ws)
+		if done || err != nil {
 			return err
 		}
-		return c.undoStopEINTR(th)
 	}
+}
+
+// Poll collects a stop of th, a thread that was resumed, without
+// blocking: it reports whether th stopped (or exited, in which case it is
+// no longer among the threads). Threads a clone event announces are added,
+// stopped.
+func (c *Ctl) Poll(th *Thread) (bool, error) {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(th.Tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if errors.Is(err, unix.ECHILD) {
+				delete(c.threads, th.Tid)
+				return true, nil
+			}
+			return false, &Error{Op: "wait for", Pid: c.pid, Tid: th.Tid, Err: err}
+		}
+		if pid == 0 {
+			return false, nil
+		}
+		done, err := c.handleStatus(th, ws)
+		if err != nil {
+			return false, err
+		}
+		if done {
+			return true, nil
+		}
+	}
+}
+
+// syscallStop is the stop signal of a system call stop under
+// PTRACE_O_TRACESYSGOOD.
+const syscallStop = unix.SIGTRAP | 0x80
+
+// handleStatus records a wait status of th; it reports whether th is now
+// stopped (registers read) or gone.
+func (c *Ctl) handleStatus(th *Thread, ws unix.WaitStatus) (bool, error) {
+	if ws.Exited() || ws.Signaled() {
+		delete(c.threads, th.Tid)
+		return true, nil
+	}
+	if !ws.Stopped() {
+		return false, nil
+	}
+	th.Stopped = true
+	th.SyscallStop = false
+	sig := ws.StopSignal()
+	switch event := ws.TrapCause(); {
+	case event == unix.PTRACE_EVENT_CLONE:
+		msg, err := unix.PtraceGetEventMsg(th.Tid)
+		if err != nil {
+			return false, &Error{Op: "read clone event of", Pid: c.pid, Tid: th.Tid, Err: err}
+		}
+		child := &Thread{Tid: int(msg)}
+		c.threads[child.Tid] = child
+		// The new thread starts in a ptrace stop of its own.
+		if err := c.waitStopped(child); err != nil {
+			return false, err
+		}
+	case event == unix.PTRACE_EVENT_STOP || event > 0:
+		// The interrupt (or a group stop): nothing to deliver.
+	case sig == syscallStop:
+		// Only a thread resumed with ResumeOne(th, true) stops here;
+		// there is nothing to deliver.
+		th.SyscallStop = true
+		if err := c.getRegs(th); err != nil {
+			return false, err
+		}
+		return true, nil
+	case sig == unix.SIGTRAP:
+		// A trap the thread took on its own (a breakpoint the
+		// program uses, say) must still reach it.
+		th.pendingSig = sig
+	default:
+		// A signal arrived before the interrupt was seen; hold it
+		// and deliver it on resume, so the program never loses it.
+		th.pendingSig = sig
+	}
+	if err := c.getRegs(th); err != nil {
+		return false, err
+	}
+	return true, c.undoStopEINTR(th)
+}
+
+// ResumeOne lets one stopped thread run on, still traced, delivering a
+// signal it stopped with. With syscalls it stops again at its next system
+// call entry or exit (PTRACE_SYSCALL), where Poll sees SyscallStop set.
+func (c *Ctl) ResumeOne(th *Thread, syscalls bool) error {
+	if !th.Stopped {
+		return nil
+	}
+	req := unix.PTRACE_CONT
+	if syscalls {
+		req = unix.PTRACE_SYSCALL
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(th.Tid), 0, uintptr(th.pendingSig), 0, 0)
+	if errno != 0 && errno != unix.ESRCH {
+		return &Error{Op: "resume", Pid: c.pid, Tid: th.Tid, Err: errno}
+	}
+	th.Stopped, th.pendingSig, th.SyscallStop = false, 0, false
+	return nil
 }
 
 // undoStopEINTR rewinds a system call that failed with EINTR only because
@@ -514,7 +593,7 @@ func (c *Ctl) ResumeAll() error {
 		if err := unix.PtraceCont(th.Tid, int(th.pendingSig)); err != nil && !errors.Is(err, unix.ESRCH) && firstErr == nil {
 			firstErr = &Error{Op: "resume", Pid: c.pid, Tid: th.Tid, Err: err}
 		}
-		th.Stopped, th.pendingSig = false, 0
+		th.Stopped, th.pendingSig, th.SyscallStop = false, 0, false
 	}
 	c.LastResume = time.Now()
 	return firstErr
@@ -526,6 +605,14 @@ func (c *Ctl) ResumeAll() error {
 func (c *Ctl) DetachAll() error {
 	var firstErr error
 	for _, th := range c.Threads() {
+		if th.Stopped && th.SyscallStop {
+			if err := c.leaveSyscallStop(th); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if _, ok := c.threads[th.Tid]; !ok {
+			continue
+		}
 		if !th.Stopped {
 			if err := unix.PtraceInterrupt(th.Tid); err == nil {
 				_ = c.waitStopped(th)
@@ -544,8 +631,35 @@ func (c *Ctl) DetachAll() error {
 	return firstErr
 }
 
+// leaveSyscallStop turns a system call stop into an interrupt stop. A
+// thread detached at a system call entry stop starts the call with a
+// signal marked pending by the detach itself, and calls that do not
+// restart (epoll_wait) then fail with EINTR; from an interrupt stop, the
+// call is rewound (undoStopEINTR) and restarts transparently.
+func (c *Ctl) leaveSyscallStop(th *Thread) error {
+	if err := unix.PtraceCont(th.Tid, int(th.pendingSig)); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return &Error{Op: "resume", Pid: c.pid, Tid: th.Tid, Err: err}
+	}
+	th.Stopped, th.pendingSig, th.SyscallStop = false, 0, false
+	if err := unix.PtraceInterrupt(th.Tid); err != nil && !errors.Is(err, unix.ESRCH) {
+		return &Error{Op: "interrupt", Pid: c.pid, Tid: th.Tid, Err: err}
+	}
+	return c.waitStopped(th)
+}
+
 // Detach releases one stopped thread.
 func (c *Ctl) Detach(th *Thread) error {
+	if th.Stopped && th.SyscallStop {
+		if err := c.leaveSyscallStop(th); err != nil {
+			return err
+		}
+		if _, ok := c.threads[th.Tid]; !ok {
+			return nil
+		}
+	}
 	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.Tid), 0, uintptr(th.pendingSig), 0, 0)
 	delete(c.threads, th.Tid)
 	c.LastResume = time.Now()
