@@ -12,6 +12,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -93,6 +94,9 @@ type Result struct {
 	// Warnings are problems that did not stop the build, such as a
 	// restoring rebuild that failed.
 	Warnings []string
+	// Notes are what the user should know about how the build went,
+	// such as a --target matched by its contents.
+	Notes []string
 }
 
 // Patch is one patch file written.
@@ -222,6 +226,16 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 		res.Warnings = append(res.Warnings, "restored the sources an interrupted earlier build had left patched")
 		_ = os.Remove(d.cachePath())
 	}
+	replayDir := filepath.Join(d.stateD, "replay")
+	if rb, err := loadReplayBackup(replayDir); err != nil {
+		return err
+	} else if rb != nil {
+		d.logf("restoring build files an interrupted build had rewritten")
+		if err := rb.restore(); err != nil {
+			return err
+		}
+		_ = os.Remove(d.cachePath())
+	}
 	if err := d.setupShims(); err != nil {
 		return err
 	}
@@ -254,13 +268,16 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	if err != nil {
 		return err
 	}
-	targets := map[string]*originalOutput{}
+	targets := map[string][]*originalOutput{}
 	for _, t := range d.o.Targets {
 		o, err := checkTarget(t, outputs, d.o.Env)
 		if err != nil {
 			return err
 		}
-		targets[o.Path] = o
+		if !bytes.Equal(o.BuildID, o.DeployedID) {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s has build-id %x, the build made %s with %x: everything the loader maps is the same, so its patch is keyed to %x", t, o.DeployedID, o.Path, o.BuildID, o.DeployedID))
+		}
+		targets[o.Path] = append(targets[o.Path], o)
 	}
 
 	// Patched stage, always followed by restoring the tree.
@@ -277,8 +294,9 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 		return err
 	}
 	patchedRan := false
+	rb := newReplayBackup(replayDir)
 	defer func() {
-		rerr := d.restore(ctx, b, patchedRan, res)
+		rerr := d.restore(ctx, b, rb, patchedRan, res)
 		if err == nil && rerr != nil {
 			err = rerr
 		}
@@ -290,6 +308,11 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	}
 	patchedRan = true
 	if err := d.patchedStage(ctx, command); err != nil {
+		return err
+	}
+	notes, err := d.recompileMissed(ctx, dedupe(files), rb)
+	res.Notes = append(res.Notes, notes...)
+	if err != nil {
 		return err
 	}
 	res.PatchedCompiles, _ = d.state.CountRecords(wrapper.StagePatched)
@@ -322,9 +345,14 @@ func dedupe(in []string) []string {
 // in the tree are those of the original sources again. On cancellation it
 // only restores the sources: their fresh mtimes make the next build
 // recompile what is stale.
-func (d *driver) restore(ctx context.Context, b *backup, patchedRan bool, res *Result) error {
+func (d *driver) restore(ctx context.Context, b *backup, rb *replayBackup, patchedRan bool, res *Result) error {
 	d.progress(Progress{Stage: "restore"})
 	if err := b.restore(); err != nil {
+		return err
+	}
+	// Before the build runs again: the files hotpatch compiled and linked
+	// in the build's place are ones the build would not redo.
+	if err := rb.restore(); err != nil {
 		return err
 	}
 	if !patchedRan {
@@ -665,7 +693,7 @@ func (d *driver) created() time.Time {
 }
 
 // extractAll checks and extracts every output the patched stage linked.
-func (d *driver) extractAll(outputs []originalOutput, targets map[string]*originalOutput) ([]Patch, error) {
+func (d *driver) extractAll(outputs []originalOutput, targets map[string][]*originalOutput) ([]Patch, error) {
 	recs, err := d.state.ReadJournal(wrapper.StagePatched)
 	if err != nil {
 		return nil, err
@@ -686,7 +714,7 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string]*origin
 			d.logf("%s is new in the patched build; nothing to patch", r.Output)
 			continue
 		}
-		if len(targets) > 0 && targets[r.Output] == nil {
+		if len(targets) > 0 && len(targets[r.Output]) == 0 {
 			d.logf("%s is not among the --target binaries; skipped", r.Output)
 			continue
 		}
@@ -715,18 +743,36 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string]*origin
 		if err := os.MkdirAll(d.out, 0o755); err != nil {
 			return nil, err
 		}
-		path := filepath.Join(d.out, p.FileName())
-		if err := patchfile.WriteFile(path, p); err != nil {
-			return nil, fmt.Errorf("write patch for %s: %w", r.Output, err)
-		}
 		var fns []string
 		for _, f := range p.Funcs {
 			if f.Flags&patchfile.FuncRangeOnly == 0 {
 				fns = append(fns, f.Name)
 			}
 		}
-		patches = append(patches, Patch{Path: path, Target: r.Output, BuildID: p.BuildIDString(), Functions: fns})
-		d.logf("wrote %s for %s", path, r.Output)
+		// One patch per build-id the output is deployed under: a
+		// deployed copy with the same loaded contents and another id
+		// gets the same patch under its own id.
+		ids := [][]byte{p.BuildID}
+		if ts := targets[r.Output]; len(ts) > 0 {
+			ids = nil
+			for _, t := range ts {
+				ids = append(ids, t.DeployedID)
+			}
+		}
+		written := map[string]bool{}
+		for _, id := range ids {
+			p.BuildID = id
+			if written[p.FileName()] {
+				continue
+			}
+			written[p.FileName()] = true
+			path := filepath.Join(d.out, p.FileName())
+			if err := patchfile.WriteFile(path, p); err != nil {
+				return nil, fmt.Errorf("write patch for %s: %w", r.Output, err)
+			}
+			patches = append(patches, Patch{Path: path, Target: r.Output, BuildID: p.BuildIDString(), Functions: fns})
+			d.logf("wrote %s for %s", path, r.Output)
+		}
 	}
 	return patches, nil
 }

@@ -126,6 +126,9 @@ func runBuild(g *globalOptions, o *buildOptions, diffs, command []string) error 
 		fmt.Fprint(g.stderr, "\r\033[K")
 	}
 	if res != nil {
+		for _, n := range res.Notes {
+			fmt.Fprintf(g.stderr, "hotpatch: %s\n", n)
+		}
 		for _, w := range res.Warnings {
 			fmt.Fprintf(g.stderr, "hotpatch: warning: %s\n", w)
 		}

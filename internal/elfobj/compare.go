@@ -197,8 +197,8 @@ func CompareLoadedFiles(a, b *elf.File) ([]LoadDifference, error) {
 	}
 	if len(diffs) > 0 {
 		// Different layouts: comparing bytes would only list every
-		// section.
-		return diffs, nil
+		// section after the first that grew; say which did.
+		return append(sectionSizes(a, b), diffs...), nil
 	}
 	ia, err := readImage(a)
 	if err != nil {
@@ -237,6 +237,30 @@ func CompareLoadedFiles(a, b *elf.File) ([]LoadDifference, error) {
 		}
 	}
 	return diffs, nil
+}
+
+// sectionSizes lists the allocated sections whose size or presence
+// differs between a and b, in a's address order.
+func sectionSizes(a, b *elf.File) []LoadDifference {
+	var out []LoadDifference
+	for _, sa := range a.Sections {
+		if sa.Flags&elf.SHF_ALLOC == 0 || sa.Type == elf.SHT_NULL {
+			continue
+		}
+		sb := b.Section(sa.Name)
+		switch {
+		case sb == nil && len(b.Sections) > 0:
+			out = append(out, LoadDifference{Where: sa.Name, What: "only in the first"})
+		case sb != nil && sb.Size != sa.Size:
+			out = append(out, LoadDifference{Where: sa.Name, What: fmt.Sprintf("size %#x vs %#x", sa.Size, sb.Size)})
+		}
+	}
+	for _, sb := range b.Sections {
+		if sb.Flags&elf.SHF_ALLOC != 0 && sb.Type != elf.SHT_NULL && len(a.Sections) > 0 && a.Section(sb.Name) == nil {
+			out = append(out, LoadDifference{Where: sb.Name, What: "only in the second"})
+		}
+	}
+	return out
 }
 
 // DescribeDifferences is a one-line summary of at most max differences.

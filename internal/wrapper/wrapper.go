@@ -214,6 +214,9 @@ func (r *run) abs(p string) string {
 func (r *run) record(rec Record) error {
 	rec.Pid = os.Getpid()
 	rec.Dir = r.cwd
+	if rec.Kind == KindCompile || rec.Kind == KindLink {
+		rec.Driver, rec.Args = filepath.Base(r.w.Name), r.inv.Args
+	}
 	return r.state.Append(r.stage, rec)
 }
 
