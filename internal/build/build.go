@@ -154,6 +154,14 @@ type driver struct {
 	log     *os.File
 	logPath string
 	diffs   []string
+	// plainEnv is env for a wrapper run outside the namespace; prefix
+	// runs a build command inside it (nil without interception, for the
+	// reason in noIntercept).
+	plainEnv    []string
+	prefix      []string
+	noIntercept string
+	notes       []string
+	stamp       *stampKeeper
 }
 
 func newDriver(o Options) (*driver, error) {
@@ -200,7 +208,8 @@ func newDriver(o Options) (*driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &driver{o: o, src: src, out: out, stateD: stateD, state: wrapper.State{Dir: stateD}, log: log, logPath: logPath, diffs: diffs}
+	d := &driver{o: o, src: src, out: out, stateD: stateD, state: wrapper.State{Dir: stateD}, log: log, logPath: logPath, diffs: diffs,
+		stamp: &stampKeeper{path: filepath.Join(src, debhelperStamp)}}
 	return d, nil
 }
 
@@ -239,6 +248,7 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	if err := d.setupShims(); err != nil {
 		return err
 	}
+	res.Notes = append(res.Notes, d.notes...)
 	command := d.command()
 
 	// Original stage, or the cached one.
@@ -258,7 +268,10 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 		compiles, _ := d.state.CountRecords(wrapper.StageOriginal)
 		res.OriginalCompiles = compiles
 		if compiles == 0 {
-			return fmt.Errorf("%w: does the build call the compiler by an absolute path (CC=/usr/bin/gcc in a Makefile or a configured tree)? Reconfigure with CC=gcc, or give a build command that honours CC and CXX (log: %s)", ErrNothingCompiled, d.logPath)
+			if d.prefix == nil {
+				return fmt.Errorf("%w: does the build call the compiler by an absolute path (CC=/usr/bin/gcc in a Makefile or a configured CMake or Meson folder)? hotpatch could not cover the compiler's own file: %s; reconfigure with CC=gcc, or give a build command that honours CC and CXX (log: %s)", ErrNothingCompiled, d.noIntercept, d.logPath)
+			}
+			return fmt.Errorf("%w: is it a compiler other than %s and %s? Give a build command that honours CC and CXX (log: %s)", ErrNothingCompiled, envValue(d.plainEnv, wrapper.EnvCC), envValue(d.plainEnv, wrapper.EnvCXX), d.logPath)
 		}
 		if err := d.saveCache(); err != nil {
 			return err
@@ -362,7 +375,14 @@ func (d *driver) restore(ctx context.Context, b *backup, rb *replayBackup, patch
 		res.Warnings = append(res.Warnings, "interrupted: sources restored; run the build again to rebuild the objects the patched stage changed")
 		return nil
 	}
-	if err := d.runStage(context.WithoutCancel(ctx), wrapper.StageOriginal, d.command(), "restore", true); err != nil {
+	command, err := d.incremental(d.command())
+	if err == nil {
+		err = d.runStage(context.WithoutCancel(ctx), wrapper.StageOriginal, command, "restore", true)
+	}
+	if perr := d.stamp.putBack(); perr != nil && err == nil {
+		err = perr
+	}
+	if err != nil {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("rebuilding the original objects after the patched stage failed (%v); run the build again", err))
 		return nil
 	}
@@ -427,9 +447,33 @@ func (d *driver) setupShims() error {
 		wrapper.EnvState+"="+d.stateD,
 		wrapper.EnvCC+"="+realCC,
 		wrapper.EnvCXX+"="+realCXX,
+		// A cache hit hands the build an object the wrapper never saw.
+		"CCACHE_DISABLE=1",
 	)
-	d.env = env
+	if onPath("ccache", path) || wrapper.IsCompilerCache(realCC) {
+		d.notes = append(d.notes, "ccache is turned off for this build (CCACHE_DISABLE=1): an object from its cache would bypass the compiler wrapper")
+	}
+	d.env, d.plainEnv = env, env
+	ic, why, err := d.setupIntercept(realCC, realCXX)
+	if err != nil {
+		return err
+	}
+	if ic == nil {
+		d.noIntercept = why
+		return nil
+	}
+	d.prefix = ic.prefix
+	d.env = ic.env(env, ccArgs, cxxArgs)
 	return nil
+}
+
+func onPath(prog, path string) bool {
+	for _, dir := range filepath.SplitList(path) {
+		if st, err := os.Stat(filepath.Join(dir, prog)); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // resolveCompiler splits a CC/CXX value into the compiler (as an absolute
@@ -516,7 +560,26 @@ func (d *driver) originalStage(ctx context.Context, command []string) error {
 func (d *driver) patchedStage(ctx context.Context, command []string) error {
 	_ = os.Remove(d.state.JournalPath(wrapper.StagePatched))
 	_ = os.RemoveAll(filepath.Join(d.stateD, "asm", string(wrapper.StagePatched)))
+	command, err := d.incremental(command)
+	if err != nil {
+		return err
+	}
 	return d.runStage(ctx, wrapper.StagePatched, command, "patched", false)
+}
+
+// incremental is the command for the patched stage and the restore: the
+// build command, or for dpkg-buildpackage, its build target without the
+// clean step.
+func (d *driver) incremental(command []string) ([]string, error) {
+	inc := dpkgIncremental(command)
+	if inc == nil {
+		return command, nil
+	}
+	if err := d.stamp.remove(); err != nil {
+		return nil, fmt.Errorf("take away dh's build stamp for an incremental build: %w", err)
+	}
+	d.logf("dpkg-buildpackage: this run builds only what changed (%s, without the clean step)", strings.Join(inc, " "))
+	return inc, nil
 }
 
 // runStage runs the build command with the wrapper in a stage. label names
@@ -526,7 +589,8 @@ func (d *driver) runStage(ctx context.Context, stage wrapper.Stage, command []st
 	fmt.Fprintf(d.log, "\nhotpatch: === %s stage: %s ===\n", label, strings.Join(command, " "))
 	before, _ := d.state.ReadJournal(stage)
 	skip := len(before)
-	cmd := exec.Command(command[0], command[1:]...)
+	full := append(append([]string{}, d.prefix...), command...)
+	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Dir = d.src
 	cmd.Env = append(append([]string{}, d.env...), wrapper.EnvStage+"="+string(stage))
 	cmd.Stdout = d.log

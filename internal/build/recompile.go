@@ -295,7 +295,8 @@ func (d *driver) runWrapper(ctx context.Context, r wrapper.Record) error {
 	fmt.Fprintf(d.log, "\nhotpatch: === patched stage, run again: (cd %s && %s %s) ===\n", r.Dir, driver, strings.Join(r.Args, " "))
 	cmd := exec.CommandContext(ctx, filepath.Join(d.shim, driver), r.Args...)
 	cmd.Dir = r.Dir
-	cmd.Env = append(append([]string{}, d.env...), wrapper.EnvStage+"="+string(wrapper.StagePatched))
+	// Outside the build's namespace: the compilers are where they are.
+	cmd.Env = append(append([]string{}, d.plainEnv...), wrapper.EnvStage+"="+string(wrapper.StagePatched))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
