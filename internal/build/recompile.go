@@ -234,7 +234,10 @@ func (d *driver) recompileMissed(ctx context.Context, changed []string, rb *repl
 			found = true
 		}
 		if !found {
-			return nil, fail(fmt.Sprintf("its object %s is in no executable, library or archive the build linked", d.rel(m.rec.Object)))
+			// An object only installed (a static library no link of
+			// the build uses) is in no binary that runs.
+			notes = append(notes, fmt.Sprintf("the build did not compile %s again; hotpatch compiled it into %s, which no executable or library of the build links", d.rel(m.rec.Source), d.rel(m.rec.Object)))
+			continue
 		}
 		notes = append(notes, fmt.Sprintf("the build did not compile %s again; hotpatch compiled it", d.rel(m.rec.Source)))
 	}
