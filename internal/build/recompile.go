@@ -219,7 +219,7 @@ func (d *driver) recompileMissed(ctx context.Context, changed []string, rb *repl
 				}
 			}
 		}
-		archives, err := archivesHolding(links, m.rec.Object, before)
+		archives, namesakes, err := archivesHolding(links, m.rec.Object, before)
 		if err != nil {
 			return nil, fail(err.Error())
 		}
@@ -232,6 +232,9 @@ func (d *driver) recompileMissed(ctx context.Context, changed []string, rb *repl
 			}
 			changedObjs[a] = true
 			found = true
+		}
+		if !found && len(namesakes) > 0 {
+			return nil, fail(fmt.Sprintf("%s holds a %s that is not the object the build compiled; rebuild the archive in the build command", d.rel(namesakes[0]), filepath.Base(m.rec.Object)))
 		}
 		if !found {
 			// An object only installed (a static library no link of
@@ -343,10 +346,11 @@ func depFile(args []string, object, dir string) string {
 }
 
 // archivesHolding lists the static archives among the links' inputs that
-// hold object as a member: same name, same bytes as before.
-func archivesHolding(links []wrapper.Record, object string, content []byte) ([]string, error) {
+// hold object as a member: same name, same bytes as before. namesakes are
+// those that hold a member of that name with other bytes (another
+// folder's object of the same name, or a stale copy).
+func archivesHolding(links []wrapper.Record, object string, content []byte) (holding, namesakes []string, err error) {
 	seen := map[string]bool{}
-	var out []string
 	for _, l := range links {
 		for _, in := range l.Inputs {
 			if filepath.Ext(in) != ".a" || seen[in] {
@@ -357,25 +361,27 @@ func archivesHolding(links []wrapper.Record, object string, content []byte) ([]s
 			if err != nil {
 				continue
 			}
-			n := 0
+			named, same := 0, 0
 			for _, m := range members {
 				if m.name == filepath.Base(object) {
-					n++
-					if !bytes.Equal(m.data, content) {
-						return nil, fmt.Errorf("%s holds a %s that is not the object the build compiled; rebuild the archive in the build command", in, m.name)
+					named++
+					if bytes.Equal(m.data, content) {
+						same++
 					}
 				}
 			}
-			if n > 1 {
-				return nil, fmt.Errorf("%s holds %d members named %s; hotpatch cannot tell which to replace", in, n, filepath.Base(object))
-			}
-			if n == 1 {
-				out = append(out, in)
+			switch {
+			case named > 1 && same > 0:
+				return nil, nil, fmt.Errorf("%s holds %d members named %s; hotpatch cannot tell which to replace", in, named, filepath.Base(object))
+			case same == 1:
+				holding = append(holding, in)
+			case named > 0:
+				namesakes = append(namesakes, in)
 			}
 		}
 	}
-	sort.Strings(out)
-	return out, nil
+	sort.Strings(holding)
+	return holding, namesakes, nil
 }
 
 type arMember struct {

@@ -104,11 +104,13 @@ func TestArchivesHolding(t *testing.T) {
 		t.Fatalf("members %q, want %q", names, want)
 	}
 	links := []wrapper.Record{{Kind: wrapper.KindLink, Output: "/t/app", Inputs: []string{"/t/main.o", filepath.Join(dir, "lib.a")}}}
-	got, err := archivesHolding(links, filepath.Join(dir, long), []byte("second object, longer"))
-	if err != nil || !reflect.DeepEqual(got, []string{filepath.Join(dir, "lib.a")}) {
-		t.Errorf("archives %v, %v", got, err)
+	got, other, err := archivesHolding(links, filepath.Join(dir, long), []byte("second object, longer"))
+	if err != nil || !reflect.DeepEqual(got, []string{filepath.Join(dir, "lib.a")}) || len(other) != 0 {
+		t.Errorf("archives %v, namesakes %v, %v", got, other, err)
 	}
-	if _, err := archivesHolding(links, filepath.Join(dir, "a.o"), []byte("another build of it")); err == nil || !strings.Contains(err.Error(), "not the object the build compiled") {
-		t.Errorf("a member with other bytes: %v", err)
+	// Another folder's a.o, or a stale one: not this object.
+	got, other, err = archivesHolding(links, filepath.Join("/elsewhere", "a.o"), []byte("another build of it"))
+	if err != nil || len(got) != 0 || !reflect.DeepEqual(other, []string{filepath.Join(dir, "lib.a")}) {
+		t.Errorf("a member with other bytes: archives %v, namesakes %v, %v", got, other, err)
 	}
 }

@@ -50,11 +50,10 @@ done
 
 gcc -O2 -pthread "$here/load.c" -o load -lexpat
 
-echo "fix	status	functions	pause_us	reason" > results.tsv
-for p in $fixes; do
-	cve=$(echo "$p" | grep -o 'CVE-[0-9]*-[0-9]*')
-	tree=tree-$cve
-	rm -rf "$tree"
+# One tree for every fix: each build restores it, so the next one reuses
+# its original stage.
+tree=shipped
+if [ ! -d "$tree" ]; then
 	cp -a expat-2.5.0 "$tree"
 	# The shipped source: deb12u2 without its three new patches.
 	for r in expat-2.5.0-CVE-2024-8176 expat-2.5.0-CVE-2024-50602 expat-2.5.0-CVE-2023-52425; do
@@ -62,6 +61,11 @@ for p in $fixes; do
 	done
 	rm -rf "$tree/.pc"
 	(cd "$tree" && debian/rules clean >/dev/null 2>&1)
+fi
+
+echo "fix	status	functions	pause_us	reason" > results.tsv
+for p in $fixes; do
+	cve=$(echo "$p" | grep -o 'CVE-[0-9]*-[0-9]*')
 	if ! (cd "$tree" && nice -n 15 "$hp" build --id "$cve" --target "$lib" --target "$libw" \
 		"$work/fixes/$p.diff" -- debian/rules build) > "build-$cve.out" 2> "build-$cve.err"; then
 		reason=$(grep '^hotpatch: build:' "build-$cve.err" | head -1 | sed 's/^hotpatch: build: //')
