@@ -271,7 +271,7 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 			if d.prefix == nil {
 				return fmt.Errorf("%w: does the build call the compiler by an absolute path (CC=/usr/bin/gcc in a Makefile or a configured CMake or Meson folder)? hotpatch could not cover the compiler's own file: %s; reconfigure with CC=gcc, or give a build command that honours CC and CXX (log: %s)", ErrNothingCompiled, d.noIntercept, d.logPath)
 			}
-			return fmt.Errorf("%w: is it a compiler other than %s and %s? Give a build command that honours CC and CXX (log: %s)", ErrNothingCompiled, envValue(d.plainEnv, wrapper.EnvCC), envValue(d.plainEnv, wrapper.EnvCXX), d.logPath)
+			return fmt.Errorf("%w: was the tree built already, with a stamp file that keeps the build command from compiling again (debian/rules' build-stamp)? Run the build's clean step first. Or does it use a compiler other than %s and %s? (log: %s)", ErrNothingCompiled, envValue(d.plainEnv, wrapper.EnvCC), envValue(d.plainEnv, wrapper.EnvCXX), d.logPath)
 		}
 		if err := d.saveCache(); err != nil {
 			return err
