@@ -172,6 +172,17 @@ func (d *driver) recompileMissed(ctx context.Context, changed []string, rb *repl
 	links := lastLinks(orig)
 	var notes []string
 	changedObjs := map[string]bool{}
+	// The objects of every missed unit as the original stage left them:
+	// libtool compiles a source twice (.libs/x.o and x.o), and an
+	// archive member that is the other one is accounted for.
+	originals := map[string][]byte{}
+	for _, m := range missed {
+		if !strings.Contains(m.rec.Object, "@") {
+			if data, err := os.ReadFile(m.rec.Object); err == nil {
+				originals[m.rec.Object] = data
+			}
+		}
+	}
 	for _, m := range missed {
 		rel := d.rel(m.changed)
 		fail := func(reason string) error {
@@ -233,8 +244,19 @@ func (d *driver) recompileMissed(ctx context.Context, changed []string, rb *repl
 			changedObjs[a] = true
 			found = true
 		}
-		if !found && len(namesakes) > 0 {
-			return nil, fail(fmt.Sprintf("%s holds a %s that is not the object the build compiled; rebuild the archive in the build command", d.rel(namesakes[0]), filepath.Base(m.rec.Object)))
+		// Those objects before and after they were compiled again here.
+		known := map[string][]byte{}
+		for obj, data := range originals {
+			known[obj+"\x00before"] = data
+			if now, err := os.ReadFile(obj); err == nil {
+				known[obj] = now
+			}
+		}
+		for _, a := range namesakes {
+			if found || a.isOneOf(known) {
+				continue
+			}
+			return nil, fail(fmt.Sprintf("%s holds a %s that is not the object the build compiled; rebuild the archive in the build command", d.rel(a.archive), filepath.Base(m.rec.Object)))
 		}
 		if !found {
 			// An object only installed (a static library no link of
@@ -349,7 +371,7 @@ func depFile(args []string, object, dir string) string {
 // hold object as a member: same name, same bytes as before. namesakes are
 // those that hold a member of that name with other bytes (another
 // folder's object of the same name, or a stale copy).
-func archivesHolding(links []wrapper.Record, object string, content []byte) (holding, namesakes []string, err error) {
+func archivesHolding(links []wrapper.Record, object string, content []byte) (holding []string, namesakes []namesake, err error) {
 	seen := map[string]bool{}
 	for _, l := range links {
 		for _, in := range l.Inputs {
@@ -362,11 +384,14 @@ func archivesHolding(links []wrapper.Record, object string, content []byte) (hol
 				continue
 			}
 			named, same := 0, 0
+			var other [][]byte
 			for _, m := range members {
 				if m.name == filepath.Base(object) {
 					named++
 					if bytes.Equal(m.data, content) {
 						same++
+					} else {
+						other = append(other, m.data)
 					}
 				}
 			}
@@ -376,12 +401,33 @@ func archivesHolding(links []wrapper.Record, object string, content []byte) (hol
 			case same == 1:
 				holding = append(holding, in)
 			case named > 0:
-				namesakes = append(namesakes, in)
+				namesakes = append(namesakes, namesake{archive: in, data: other})
 			}
 		}
 	}
 	sort.Strings(holding)
 	return holding, namesakes, nil
+}
+
+// namesake is an archive with members of an object's name but other
+// bytes.
+type namesake struct {
+	archive string
+	data    [][]byte
+}
+
+// isOneOf reports whether every such member is one of the given objects.
+func (n namesake) isOneOf(objects map[string][]byte) bool {
+	for _, d := range n.data {
+		known := false
+		for _, o := range objects {
+			known = known || bytes.Equal(o, d)
+		}
+		if !known {
+			return false
+		}
+	}
+	return true
 }
 
 type arMember struct {
