@@ -12,6 +12,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -97,6 +98,9 @@ type Result struct {
 	// Warnings are problems that did not stop the build, such as a
 	// restoring rebuild that failed.
 	Warnings []string
+	// Notes are what the user should know about how the build went,
+	// such as a --target matched by its contents.
+	Notes []string
 }
 
 // Patch is one patch file written.
@@ -154,6 +158,14 @@ type driver struct {
 	log     *os.File
 	logPath string
 	diffs   []string
+	// plainEnv is env for a wrapper run outside the namespace; prefix
+	// runs a build command inside it (nil without interception, for the
+	// reason in noIntercept).
+	plainEnv    []string
+	prefix      []string
+	noIntercept string
+	notes       []string
+	stamp       *stampKeeper
 }
 
 func newDriver(o Options) (*driver, error) {
@@ -200,7 +212,8 @@ func newDriver(o Options) (*driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &driver{o: o, src: src, out: out, stateD: stateD, state: wrapper.State{Dir: stateD}, log: log, logPath: logPath, diffs: diffs}
+	d := &driver{o: o, src: src, out: out, stateD: stateD, state: wrapper.State{Dir: stateD}, log: log, logPath: logPath, diffs: diffs,
+		stamp: &stampKeeper{path: filepath.Join(src, debhelperStamp)}}
 	return d, nil
 }
 
@@ -226,9 +239,20 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 		res.Warnings = append(res.Warnings, "restored the sources an interrupted earlier build had left patched")
 		_ = os.Remove(d.cachePath())
 	}
+	replayDir := filepath.Join(d.stateD, "replay")
+	if rb, err := loadReplayBackup(replayDir); err != nil {
+		return err
+	} else if rb != nil {
+		d.logf("restoring build files an interrupted build had rewritten")
+		if err := rb.restore(); err != nil {
+			return err
+		}
+		_ = os.Remove(d.cachePath())
+	}
 	if err := d.setupShims(); err != nil {
 		return err
 	}
+	res.Notes = append(res.Notes, d.notes...)
 	command := d.command()
 
 	// Original stage, or the cached one.
@@ -248,7 +272,10 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 		compiles, _ := d.state.CountRecords(wrapper.StageOriginal)
 		res.OriginalCompiles = compiles
 		if compiles == 0 {
-			return fmt.Errorf("%w: does the build call the compiler by an absolute path (CC=/usr/bin/gcc in a Makefile or a configured tree)? Reconfigure with CC=gcc, or give a build command that honours CC and CXX (log: %s)", ErrNothingCompiled, d.logPath)
+			if d.prefix == nil {
+				return fmt.Errorf("%w: does the build call the compiler by an absolute path (CC=/usr/bin/gcc in a Makefile or a configured CMake or Meson folder)? hotpatch could not cover the compiler's own file: %s; reconfigure with CC=gcc, or give a build command that honours CC and CXX (log: %s)", ErrNothingCompiled, d.noIntercept, d.logPath)
+			}
+			return fmt.Errorf("%w: was the tree built already, with a stamp file that keeps the build command from compiling again (debian/rules' build-stamp)? Run the build's clean step first. Or does it use a compiler other than %s and %s? (log: %s)", ErrNothingCompiled, envValue(d.plainEnv, wrapper.EnvCC), envValue(d.plainEnv, wrapper.EnvCXX), d.logPath)
 		}
 		if err := d.saveCache(); err != nil {
 			return err
@@ -258,13 +285,16 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	if err != nil {
 		return err
 	}
-	targets := map[string]*originalOutput{}
+	targets := map[string][]*originalOutput{}
 	for _, t := range d.o.Targets {
 		o, err := checkTarget(t, outputs, d.o.Env)
 		if err != nil {
 			return err
 		}
-		targets[o.Path] = o
+		if !bytes.Equal(o.BuildID, o.DeployedID) {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s has build-id %x, the build made %s with %x: everything the loader maps is the same, so its patch is keyed to %x", t, o.DeployedID, o.Path, o.BuildID, o.DeployedID))
+		}
+		targets[o.Path] = append(targets[o.Path], o)
 	}
 
 	// Patched stage, always followed by restoring the tree.
@@ -281,8 +311,9 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 		return err
 	}
 	patchedRan := false
+	rb := newReplayBackup(replayDir)
 	defer func() {
-		rerr := d.restore(ctx, b, patchedRan, res)
+		rerr := d.restore(ctx, b, rb, patchedRan, res)
 		if err == nil && rerr != nil {
 			err = rerr
 		}
@@ -299,6 +330,11 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	}
 	patchedRan = true
 	if err := d.patchedStage(ctx, command); err != nil {
+		return err
+	}
+	notes, err := d.recompileMissed(ctx, dedupe(files), rb)
+	res.Notes = append(res.Notes, notes...)
+	if err != nil {
 		return err
 	}
 	res.PatchedCompiles, _ = d.state.CountRecords(wrapper.StagePatched)
@@ -332,9 +368,14 @@ func dedupe(in []string) []string {
 // in the tree are those of the original sources again. On cancellation it
 // only restores the sources: their fresh mtimes make the next build
 // recompile what is stale.
-func (d *driver) restore(ctx context.Context, b *backup, patchedRan bool, res *Result) error {
+func (d *driver) restore(ctx context.Context, b *backup, rb *replayBackup, patchedRan bool, res *Result) error {
 	d.progress(Progress{Stage: "restore"})
 	if err := b.restore(); err != nil {
+		return err
+	}
+	// Before the build runs again: the files hotpatch compiled and linked
+	// in the build's place are ones the build would not redo.
+	if err := rb.restore(); err != nil {
 		return err
 	}
 	if !patchedRan {
@@ -344,7 +385,14 @@ func (d *driver) restore(ctx context.Context, b *backup, patchedRan bool, res *R
 		res.Warnings = append(res.Warnings, "interrupted: sources restored; run the build again to rebuild the objects the patched stage changed")
 		return nil
 	}
-	if err := d.runStage(context.WithoutCancel(ctx), wrapper.StageOriginal, d.command(), "restore", true); err != nil {
+	command, err := d.incremental(d.command())
+	if err == nil {
+		err = d.runStage(context.WithoutCancel(ctx), wrapper.StageOriginal, command, "restore", true)
+	}
+	if perr := d.stamp.putBack(); perr != nil && err == nil {
+		err = perr
+	}
+	if err != nil {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("rebuilding the original objects after the patched stage failed (%v); run the build again", err))
 		return nil
 	}
@@ -409,9 +457,33 @@ func (d *driver) setupShims() error {
 		wrapper.EnvState+"="+d.stateD,
 		wrapper.EnvCC+"="+realCC,
 		wrapper.EnvCXX+"="+realCXX,
+		// A cache hit hands the build an object the wrapper never saw.
+		"CCACHE_DISABLE=1",
 	)
-	d.env = env
+	if onPath("ccache", path) || wrapper.IsCompilerCache(realCC) {
+		d.notes = append(d.notes, "ccache is turned off for this build (CCACHE_DISABLE=1): an object from its cache would bypass the compiler wrapper")
+	}
+	d.env, d.plainEnv = env, env
+	ic, why, err := d.setupIntercept(realCC, realCXX)
+	if err != nil {
+		return err
+	}
+	if ic == nil {
+		d.noIntercept = why
+		return nil
+	}
+	d.prefix = ic.prefix
+	d.env = ic.env(env, ccArgs, cxxArgs)
 	return nil
+}
+
+func onPath(prog, path string) bool {
+	for _, dir := range filepath.SplitList(path) {
+		if st, err := os.Stat(filepath.Join(dir, prog)); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // resolveCompiler splits a CC/CXX value into the compiler (as an absolute
@@ -498,7 +570,26 @@ func (d *driver) originalStage(ctx context.Context, command []string) error {
 func (d *driver) patchedStage(ctx context.Context, command []string) error {
 	_ = os.Remove(d.state.JournalPath(wrapper.StagePatched))
 	_ = os.RemoveAll(filepath.Join(d.stateD, "asm", string(wrapper.StagePatched)))
+	command, err := d.incremental(command)
+	if err != nil {
+		return err
+	}
 	return d.runStage(ctx, wrapper.StagePatched, command, "patched", false)
+}
+
+// incremental is the command for the patched stage and the restore: the
+// build command, or for dpkg-buildpackage, its build target without the
+// clean step.
+func (d *driver) incremental(command []string) ([]string, error) {
+	inc := dpkgIncremental(command)
+	if inc == nil {
+		return command, nil
+	}
+	if err := d.stamp.remove(); err != nil {
+		return nil, fmt.Errorf("take away dh's build stamp for an incremental build: %w", err)
+	}
+	d.logf("dpkg-buildpackage: this run builds only what changed (%s, without the clean step)", strings.Join(inc, " "))
+	return inc, nil
 }
 
 // runStage runs the build command with the wrapper in a stage. label names
@@ -508,7 +599,8 @@ func (d *driver) runStage(ctx context.Context, stage wrapper.Stage, command []st
 	fmt.Fprintf(d.log, "\nhotpatch: === %s stage: %s ===\n", label, strings.Join(command, " "))
 	before, _ := d.state.ReadJournal(stage)
 	skip := len(before)
-	cmd := exec.Command(command[0], command[1:]...)
+	full := append(append([]string{}, d.prefix...), command...)
+	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Dir = d.src
 	cmd.Env = append(append([]string{}, d.env...), wrapper.EnvStage+"="+string(stage))
 	cmd.Stdout = d.log
@@ -675,7 +767,7 @@ func (d *driver) created() time.Time {
 }
 
 // extractAll checks and extracts every output the patched stage linked.
-func (d *driver) extractAll(outputs []originalOutput, targets map[string]*originalOutput) ([]Patch, error) {
+func (d *driver) extractAll(outputs []originalOutput, targets map[string][]*originalOutput) ([]Patch, error) {
 	recs, err := d.state.ReadJournal(wrapper.StagePatched)
 	if err != nil {
 		return nil, err
@@ -696,7 +788,7 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string]*origin
 			d.logf("%s is new in the patched build; nothing to patch", r.Output)
 			continue
 		}
-		if len(targets) > 0 && targets[r.Output] == nil {
+		if len(targets) > 0 && len(targets[r.Output]) == 0 {
 			d.logf("%s is not among the --target binaries; skipped", r.Output)
 			continue
 		}
@@ -725,18 +817,36 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string]*origin
 		if err := os.MkdirAll(d.out, 0o755); err != nil {
 			return nil, err
 		}
-		path := filepath.Join(d.out, p.FileName())
-		if err := patchfile.WriteFile(path, p); err != nil {
-			return nil, fmt.Errorf("write patch for %s: %w", r.Output, err)
-		}
 		var fns []string
 		for _, f := range p.Funcs {
 			if f.Flags&patchfile.FuncRangeOnly == 0 {
 				fns = append(fns, f.Name)
 			}
 		}
-		patches = append(patches, Patch{Path: path, Target: r.Output, BuildID: p.BuildIDString(), Functions: fns})
-		d.logf("wrote %s for %s", path, r.Output)
+		// One patch per build-id the output is deployed under: a
+		// deployed copy with the same loaded contents and another id
+		// gets the same patch under its own id.
+		ids := [][]byte{p.BuildID}
+		if ts := targets[r.Output]; len(ts) > 0 {
+			ids = nil
+			for _, t := range ts {
+				ids = append(ids, t.DeployedID)
+			}
+		}
+		written := map[string]bool{}
+		for _, id := range ids {
+			p.BuildID = id
+			if written[p.FileName()] {
+				continue
+			}
+			written[p.FileName()] = true
+			path := filepath.Join(d.out, p.FileName())
+			if err := patchfile.WriteFile(path, p); err != nil {
+				return nil, fmt.Errorf("write patch for %s: %w", r.Output, err)
+			}
+			patches = append(patches, Patch{Path: path, Target: r.Output, BuildID: p.BuildIDString(), Functions: fns})
+			d.logf("wrote %s for %s", path, r.Output)
+		}
 	}
 	return patches, nil
 }

@@ -410,9 +410,10 @@ func TestBuildCMakeCXXProject(t *testing.T) {
 	sh(t, tree, command)
 	deployed := t.TempDir()
 	sh(t, tree, "cp build/libshapes.so build/shapes-demo "+deployed+"/")
-	// CMake caches the compiler's absolute path: a patch build configures
-	// its own build directory (at the same path, so that the objects are
-	// the same).
+	// Here the build command configures the build directory itself (at
+	// the same path, so that the objects are the same);
+	// TestBuildConfiguredCMakeNinjaCcache patches a folder configured
+	// before.
 	sh(t, tree, "rm -rf build")
 	before := treeHash(t, tree, nil)
 	r := runHotpatch(t, tree, "build", "--target", filepath.Join(deployed, "libshapes.so"),

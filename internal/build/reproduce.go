@@ -27,7 +27,7 @@ type NotReproducibleError struct {
 func (e *NotReproducibleError) Error() string {
 	msg := fmt.Sprintf("the original stage did not reproduce %s", e.Target)
 	if e.Built == "" {
-		msg += fmt.Sprintf(" (build-id %s): no output of the build has its name or soname", e.TargetID)
+		msg += fmt.Sprintf(" (build-id %s): no output of the build has its loaded contents, its name or its soname", e.TargetID)
 	} else {
 		msg += fmt.Sprintf(": it has build-id %s, the build made %s with %s", e.TargetID, e.Built, e.BuiltID)
 	}
@@ -43,30 +43,73 @@ type originalOutput struct {
 	Kept    string // the copy kept in the state
 	BuildID []byte
 	Sources []string
+	// Deployed and DeployedID are the --target this output stands for,
+	// when it was given, and that binary's build-id: the one its patch is
+	// keyed to. It differs from BuildID when the deployed binary carries
+	// the same loaded contents under another build-id.
+	Deployed   string
+	DeployedID []byte
 }
 
 // checkTarget finds the original output that reproduces target, or
-// explains why none does.
+// explains why none does. An output reproduces it when it has the same
+// build-id, or failing that when everything the loader maps from the two
+// is the same: distributions strip their binaries and compute the
+// build-id over debug information that stripping removes, so a faithful
+// rebuild can carry another id. Outputs are matched by content, not by
+// name: the target may be a symlink, or a library under its soname.
 func checkTarget(target string, outputs []originalOutput, env []string) (*originalOutput, error) {
-	id, err := elfobj.BuildIDOfFile(target)
+	real, err := filepath.EvalSymlinks(target)
 	if err != nil {
 		return nil, fmt.Errorf("--target %s: %w", target, err)
 	}
+	id, err := elfobj.BuildIDOfFile(real)
+	if err != nil {
+		return nil, fmt.Errorf("--target %s: %w; a patch is keyed to the build-id of the binary it fixes", target, err)
+	}
+	deployed := func(o *originalOutput) *originalOutput {
+		c := *o
+		c.Deployed, c.DeployedID = target, id
+		return &c
+	}
 	for i := range outputs {
 		if bytes.Equal(outputs[i].BuildID, id) {
-			return &outputs[i], nil
+			return deployed(&outputs[i]), nil
 		}
 	}
-	e := &NotReproducibleError{Target: target, TargetID: hex.EncodeToString(id)}
-	names := map[string]bool{filepath.Base(target): true}
-	if so := soname(target); so != "" {
+	names := map[string]bool{filepath.Base(target): true, filepath.Base(real): true}
+	if so := soname(real); so != "" {
 		names[so] = true
 	}
-	var built *originalOutput
+	named := func(o *originalOutput) bool {
+		return names[filepath.Base(o.Path)] || (soname(o.Kept) != "" && names[soname(o.Kept)])
+	}
+	var same []*originalOutput
+	differences := map[*originalOutput][]elfobj.LoadDifference{}
 	for i := range outputs {
 		o := &outputs[i]
-		if names[filepath.Base(o.Path)] || (soname(o.Kept) != "" && names[soname(o.Kept)]) {
-			built = o
+		diffs, err := elfobj.CompareLoaded(o.Kept, real)
+		if err != nil {
+			continue
+		}
+		if len(diffs) == 0 {
+			same = append(same, o)
+		}
+		differences[o] = diffs
+	}
+	for _, o := range same {
+		if named(o) {
+			return deployed(o), nil
+		}
+	}
+	if len(same) > 0 {
+		return deployed(same[0]), nil
+	}
+	e := &NotReproducibleError{Target: target, TargetID: hex.EncodeToString(id)}
+	var built *originalOutput
+	for i := range outputs {
+		if named(&outputs[i]) {
+			built = &outputs[i]
 		}
 	}
 	if built == nil {
@@ -74,7 +117,10 @@ func checkTarget(target string, outputs []originalOutput, env []string) (*origin
 		return nil, e
 	}
 	e.Built, e.BuiltID = built.Path, hex.EncodeToString(built.BuildID)
-	e.Causes = diagnose(target, built, env)
+	if diffs := differences[built]; len(diffs) > 0 {
+		e.Causes = append(e.Causes, "what the loader maps differs: "+elfobj.DescribeDifferences(diffs, 4))
+	}
+	e.Causes = append(e.Causes, diagnose(real, built, env)...)
 	return nil, e
 }
 

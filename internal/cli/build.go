@@ -37,8 +37,19 @@ The default build command is make.
 The build runs in SRCDIR itself, so that the objects are those of a plain
 build. Afterwards the sources are restored and the changed objects rebuilt
 from them. The original stage is kept in SRCDIR/patchroot/.hotpatch: a
-later build on the unchanged tree reuses it. CMake caches the compiler's
-full path, so configure the build directory inside the build command.`,
+later build on the unchanged tree reuses it.
+
+A configured CMake or Meson folder calls the compiler by its full path:
+hotpatch covers that file with the wrapper, for the build's processes only
+(a private mount namespace: root or unprivileged user namespaces), and
+writes no file of the folder. ccache is turned off for the build. With
+dpkg-buildpackage as the build command, the patched stage and the restore
+run only its build target (no clean step).
+
+--target names a deployed binary (a symlink or a soname will do). It is
+matched by build-id or, when the build-ids differ (a distribution's
+stripped binary), by everything the loader maps from it; the patch is keyed
+to the deployed build-id.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			diffs, command := args, []string(nil)
@@ -129,6 +140,9 @@ func runBuild(g *globalOptions, o *buildOptions, diffs, command []string) error 
 		fmt.Fprint(g.stderr, "\r\033[K")
 	}
 	if res != nil {
+		for _, n := range res.Notes {
+			fmt.Fprintf(g.stderr, "hotpatch: %s\n", n)
+		}
 		for _, w := range res.Warnings {
 			fmt.Fprintf(g.stderr, "hotpatch: warning: %s\n", w)
 		}

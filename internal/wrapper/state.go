@@ -73,6 +73,12 @@ type Record struct {
 	Inputs []string `json:"inputs,omitempty"`
 	// Error is the one-line reason of a failure.
 	Error string `json:"error,omitempty"`
+	// Driver and Args are the compiler command of a compile or a link
+	// as the build ran it (the name the wrapper was called by, and its
+	// arguments), so that the build driver can run it again when the
+	// build itself does not.
+	Driver string   `json:"driver,omitempty"`
+	Args   []string `json:"args,omitempty"`
 }
 
 // State is the directory where a patch build keeps what survives between

@@ -122,7 +122,9 @@ func (w *Wrapper) RealCompiler() ([]string, error) {
 }
 
 // LookPathExcept finds prog on path, skipping any candidate that is the
-// file self (the wrapper, reached through a shim link).
+// file self (the wrapper, reached through a shim link) or a compiler
+// cache that stands in for the compiler (/usr/lib/ccache/gcc): the
+// wrapper must reach the compiler itself.
 func LookPathExcept(prog, path, self string) (string, error) {
 	var selfInfo os.FileInfo
 	if self != "" {
@@ -140,9 +142,25 @@ func LookPathExcept(prog, path, self string) (string, error) {
 		if selfInfo != nil && os.SameFile(st, selfInfo) {
 			continue
 		}
+		if IsCompilerCache(cand) {
+			continue
+		}
 		return cand, nil
 	}
-	return "", fmt.Errorf("%w: no %s on PATH other than the wrapper itself", ErrNoCompiler, prog)
+	return "", fmt.Errorf("%w: no %s on PATH other than the wrapper itself or a compiler cache", ErrNoCompiler, prog)
+}
+
+// compilerCaches are the launchers that masquerade as a compiler through
+// a link of the compiler's name.
+var compilerCaches = map[string]bool{"ccache": true, "sccache": true, "distcc": true}
+
+// IsCompilerCache reports whether path is, or links to, a compiler cache.
+func IsCompilerCache(path string) bool {
+	if compilerCaches[filepath.Base(path)] {
+		return true
+	}
+	real, err := filepath.EvalSymlinks(path)
+	return err == nil && compilerCaches[filepath.Base(real)]
 }
 
 // Run runs the wrapper with the compiler arguments args and returns the
@@ -214,6 +232,9 @@ func (r *run) abs(p string) string {
 func (r *run) record(rec Record) error {
 	rec.Pid = os.Getpid()
 	rec.Dir = r.cwd
+	if rec.Kind == KindCompile || rec.Kind == KindLink {
+		rec.Driver, rec.Args = filepath.Base(r.w.Name), r.inv.Args
+	}
 	return r.state.Append(r.stage, rec)
 }
 

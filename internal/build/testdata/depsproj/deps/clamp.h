@@ -1,0 +1,2 @@
+int clamp_value(int v);
+int scale_value(int v);
