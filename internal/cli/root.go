@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -53,9 +55,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if compilerNames[name] {
 		return runCompilerWrapper(name, args[1:], stdin, stdout, stderr)
 	}
-	root := newRootCommand(stdin, stdout, stderr)
+	root, g := newRootCommand(stdin, stdout, stderr)
 	root.SetArgs(args[1:])
 	err := root.Execute()
+	if perr := g.stopProfile(); perr != nil && err == nil {
+		err = perr
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -96,13 +101,17 @@ func isUsageError(err error) bool {
 
 type globalOptions struct {
 	verbose int
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
-	logger  *slog.Logger
+	// cpuProfile names the file a CPU profile of the command goes to
+	// (hidden flag --cpuprofile, for measuring the command's own cost).
+	cpuProfile  string
+	profileFile *os.File
+	stdin       io.Reader
+	stdout      io.Writer
+	stderr      io.Writer
+	logger      *slog.Logger
 }
 
-func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	g := &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "hotpatch",
@@ -119,7 +128,7 @@ running Linux processes without restarting them.
   inspect  show the contents of a patch file`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelWarn
 			switch {
 			case g.verbose >= 2:
@@ -128,12 +137,15 @@ running Linux processes without restarting them.
 				level = slog.LevelInfo
 			}
 			g.logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+			return g.startProfile()
 		},
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().CountVarP(&g.verbose, "verbose", "v", "log more (repeat for debug output)")
+	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
 	})
@@ -148,5 +160,43 @@ running Linux processes without restarting them.
 		newVersionCommand(g),
 		newDemoCommand(g),
 	)
-	return root
+	return root, g
+}
+
+// profileRate samples the command ten times more often than pprof's
+// default: a patch command runs for milliseconds, and profiles of many
+// runs are merged (go tool pprof a b c ...) to see its fixed cost.
+const profileRate = 1000
+
+func (g *globalOptions) startProfile() error {
+	if g.cpuProfile == "" {
+		return nil
+	}
+	f, err := os.Create(g.cpuProfile)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	// SetCPUProfileRate before StartCPUProfile is the documented way to
+	// change the rate; StartCPUProfile then warns on stderr that the
+	// rate is already set, which is harmless here.
+	runtime.SetCPUProfileRate(profileRate)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	g.profileFile = f
+	return nil
+}
+
+func (g *globalOptions) stopProfile() error {
+	if g.profileFile == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	err := g.profileFile.Close()
+	g.profileFile = nil
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return nil
 }
