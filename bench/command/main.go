@@ -24,7 +24,8 @@
 // largest gap during the commands, beside the idle one.
 //
 // Several binaries can be compared in one run (-bin old=PATH,new=PATH):
-// they take turns within each cycle, so each sees the same load.
+// they take turns within each cycle, so each sees the same load. A
+// variant may add environment variables: -bin 'gm1=PATH?GOMAXPROCS=1&GOGC=off'.
 //
 //	go run ./bench/command [-n 20] [-threads 1,8,64] [-modes sleep,spin] [-bin NAME=PATH,...]
 //
@@ -53,7 +54,12 @@ import (
 
 const patchSource = `int work_hp(int x) { return x + 2; }`
 
-type variant struct{ name, path string }
+// variant is one way of running the command: a binary and the
+// environment it gets on top of the bench's.
+type variant struct {
+	name, path string
+	env        []string
+}
 
 func main() {
 	n := flag.Int("n", 20, "patch/unpatch cycles per configuration")
@@ -116,18 +122,23 @@ func binaries(dir, list string) ([]variant, error) {
 		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/hotpatch").CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("build hotpatch (run from the repository root, or pass -bin): %v\n%s", err, out)
 		}
-		return []variant{{"tree", bin}}, nil
+		return []variant{{name: "tree", path: bin}}, nil
 	}
 	var vs []variant
 	for _, item := range strings.Split(list, ",") {
-		name, path, ok := strings.Cut(item, "=")
+		spec, envs, _ := strings.Cut(item, "?")
+		name, path, ok := strings.Cut(spec, "=")
 		if !ok {
-			name, path = filepath.Base(item), item
+			name, path = filepath.Base(spec), spec
+		}
+		var env []string
+		if envs != "" {
+			env = strings.Split(envs, "&")
 		}
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("-bin %s: %w", item, err)
 		}
-		vs = append(vs, variant{name, path})
+		vs = append(vs, variant{name, path, env})
 	}
 	return vs, nil
 }
@@ -200,7 +211,7 @@ func (c config) measure(n int, spread bool) error {
 		name string
 		args []string
 	}{
-		{"patch", []string{"patch", "-p", pid, "--json", c.patch}},
+		{"patch", []string{"patch", "-p", pid, "--json", "--retries", "100", "--timeout", "10s", c.patch}},
 		{"unpatch", []string{"unpatch", "-p", pid, "--json"}},
 	}
 	rows := make([][]*series, len(c.variants))
@@ -209,48 +220,36 @@ func (c config) measure(n int, spread bool) error {
 		rows[v] = []*series{{}, {}}
 		lastWall[v] = []time.Duration{5 * time.Millisecond, 5 * time.Millisecond}
 	}
-	// Let the threads start and the first faults settle.
+	// Let the threads start and the first faults settle. One unmeasured
+	// info per variant fills the page cache (and an object cache) as a
+	// first patch on a host that ran the command before would find them.
 	time.Sleep(100 * time.Millisecond)
+	for _, bin := range c.variants {
+		info := exec.Command(bin.path, "info", "-p", pid)
+		info.Env = append(os.Environ(), bin.env...)
+		if out, err := info.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s info: %v: %s", bin.name, err, out)
+		}
+	}
 	for i := 0; i < n; i++ {
 		for v, bin := range c.variants {
 			for o, op := range ops {
-				s := rows[v][o]
-				// The idle window, as long as this command took last
-				// time: what the probe sees on this machine with
-				// nothing done to it.
-				t0 := monotonic()
-				time.Sleep(lastWall[v][o])
-				idle := log.maxGaps(t0, monotonic())
-				s.idle = append(s.idle, maxOf(idle))
-				s.idleThread = append(s.idleThread, idle...)
-
-				var stdout, stderr bytes.Buffer
-				run := exec.Command(bin.path, op.args...)
-				run.Stdout, run.Stderr = &stdout, &stderr
-				t0 = monotonic()
-				err := run.Run()
-				t1 := monotonic()
-				lastWall[v][o] = time.Duration(t1 - t0)
-				// A thread resumed at the end of the command logs its
-				// gap when it runs again.
-				time.Sleep(20 * time.Millisecond)
+				ok, err := c.once(bin, op.name, op.args, rows[v][o], &lastWall[v][o], log)
 				if err != nil {
-					s.failures++
-					fmt.Fprintf(os.Stderr, "%s %s: %v: %s", bin.name, op.name, err, stderr.Bytes())
+					return err
+				}
+				if ok {
 					continue
 				}
-				res, err := parseOutcome(stdout.Bytes())
-				if err != nil {
-					return fmt.Errorf("%s %s: %w", bin.name, op.name, err)
+				if o == 0 {
+					// Nothing applied: nothing to remove.
+					break
 				}
-				gaps := log.maxGaps(t0, t1)
-				s.gap = append(s.gap, maxOf(gaps))
-				s.perThread = append(s.perThread, gaps...)
-				s.pause = append(s.pause, float64(res.PauseUS))
-				s.stop = append(s.stop, float64(res.ThreadStopUS))
-				s.wall = append(s.wall, float64(t1-t0)/1e6)
-				used := run.ProcessState.UserTime() + run.ProcessState.SystemTime()
-				s.cpu = append(s.cpu, float64(used)/1e6)
+				// The patch must go before the next cycle applies it
+				// again; this removal is not measured.
+				if err := c.cleanUp(bin, op.args); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -266,6 +265,64 @@ func (c config) measure(n int, spread bool) error {
 		}
 	}
 	return nil
+}
+
+// once idles for as long as the command took last time, then runs it,
+// and adds both to s. It reports whether the command succeeded.
+func (c config) once(bin variant, op string, args []string, s *series, lastWall *time.Duration, log *gapLog) (bool, error) {
+	// The idle window: what the probe sees on this machine with nothing
+	// done to it.
+	t0 := monotonic()
+	time.Sleep(*lastWall)
+	idle := log.maxGaps(t0, monotonic())
+	s.idle = append(s.idle, maxOf(idle))
+	s.idleThread = append(s.idleThread, idle...)
+
+	var stdout, stderr bytes.Buffer
+	run := exec.Command(bin.path, args...)
+	run.Stdout, run.Stderr = &stdout, &stderr
+	if bin.env != nil {
+		run.Env = append(os.Environ(), bin.env...)
+	}
+	t0 = monotonic()
+	err := run.Run()
+	t1 := monotonic()
+	*lastWall = time.Duration(t1 - t0)
+	// A thread resumed at the end of the command logs its gap when it
+	// runs again.
+	time.Sleep(20 * time.Millisecond)
+	if err != nil {
+		s.failures++
+		fmt.Fprintf(os.Stderr, "%s %s: %v: %s", bin.name, op, err, stderr.Bytes())
+		return false, nil
+	}
+	res, err := parseOutcome(stdout.Bytes())
+	if err != nil {
+		return false, fmt.Errorf("%s %s: %w", bin.name, op, err)
+	}
+	gaps := log.maxGaps(t0, t1)
+	s.gap = append(s.gap, maxOf(gaps))
+	s.perThread = append(s.perThread, gaps...)
+	s.pause = append(s.pause, float64(res.PauseUS))
+	s.stop = append(s.stop, float64(res.ThreadStopUS))
+	s.wall = append(s.wall, float64(t1-t0)/1e6)
+	used := run.ProcessState.UserTime() + run.ProcessState.SystemTime()
+	s.cpu = append(s.cpu, float64(used)/1e6)
+	return true, nil
+}
+
+// cleanUp removes the patch after a failed, measured removal.
+func (c config) cleanUp(bin variant, args []string) error {
+	var last []byte
+	for try := 0; try < 20; try++ {
+		out, err := exec.Command(bin.path, args...).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		last = out
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("%s could not remove the patch: %s", bin.name, last)
 }
 
 type outcome struct {

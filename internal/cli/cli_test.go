@@ -181,3 +181,19 @@ func TestCPUProfileFlagWritesAProfile(t *testing.T) {
 		t.Errorf("--cpuprofile is a hidden flag, yet --help shows it:\n%s", out)
 	}
 }
+
+func TestObjectCacheDir(t *testing.T) {
+	t.Setenv("HOTPATCH_CACHE_DIR", "off")
+	if d := objectCacheDir(); d != "" {
+		t.Errorf("HOTPATCH_CACHE_DIR=off gives %q, want no cache", d)
+	}
+	t.Setenv("HOTPATCH_CACHE_DIR", "/some/dir")
+	if d := objectCacheDir(); d != "/some/dir" {
+		t.Errorf("HOTPATCH_CACHE_DIR=/some/dir gives %q", d)
+	}
+	os.Unsetenv("HOTPATCH_CACHE_DIR")
+	t.Setenv("XDG_CACHE_HOME", "/xdg")
+	if d := objectCacheDir(); d != "/xdg/hotpatch/objects" {
+		t.Errorf("with XDG_CACHE_HOME=/xdg the cache is %q, want /xdg/hotpatch/objects", d)
+	}
+}

@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 
+	"github.com/hotpatch/hotpatch/internal/patcher"
 	"github.com/spf13/cobra"
 )
 
@@ -137,6 +139,10 @@ running Linux processes without restarting them.
 				level = slog.LevelInfo
 			}
 			g.logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+			if processCommands[cmd.Name()] {
+				patcher.UseObjectCache(objectCacheDir())
+				quietGC()
+			}
 			return g.startProfile()
 		},
 	}
@@ -161,6 +167,46 @@ running Linux processes without restarting them.
 		newDemoCommand(g),
 	)
 	return root, g
+}
+
+// processCommands read the ELF objects of running processes.
+var processCommands = map[string]bool{"patch": true, "unpatch": true, "info": true}
+
+// shortCommandMemoryLimit bounds the heap of a command that runs with
+// the collector off: patching every process of a host keeps one model per
+// distinct object, tens of megabytes; past this the collector runs again.
+const shortCommandMemoryLimit = 256 << 20
+
+// quietGC turns the garbage collector off for a command that touches
+// processes, unless GOGC or GOMEMLIMIT say otherwise. Such a command runs
+// for milliseconds and allocates a few megabytes; a collection in the
+// middle of it puts the runtime's mark workers on the CPUs of the
+// threads it has just resumed, or of the one it keeps stopped.
+func quietGC() {
+	_, gogc := os.LookupEnv("GOGC")
+	_, limit := os.LookupEnv("GOMEMLIMIT")
+	if gogc || limit {
+		return
+	}
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(shortCommandMemoryLimit)
+}
+
+// objectCacheDir is where parsed ELF objects are kept between commands:
+// $HOTPATCH_CACHE_DIR, or hotpatch/objects in the user's cache directory
+// ($XDG_CACHE_HOME or ~/.cache). HOTPATCH_CACHE_DIR=off turns it off.
+func objectCacheDir() string {
+	if dir, ok := os.LookupEnv("HOTPATCH_CACHE_DIR"); ok {
+		if dir == "off" {
+			return ""
+		}
+		return dir
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(base, "hotpatch", "objects")
 }
 
 // profileRate samples the command ten times more often than pprof's
