@@ -28,7 +28,7 @@ type Cache struct {
 // cacheMagic names the entry format; change it whenever Object, Symbol
 // or DynReloc gain a field, so old entries become misses.
 // TestCacheRoundTrip fails when a field is not carried.
-const cacheMagic = "HPELF003"
+const cacheMagic = "HPELF004"
 
 // Open returns the model of the ELF file f, from the cache when an entry
 // for the same file exists, otherwise parsed with New and stored. Objects
@@ -114,12 +114,11 @@ func cacheKey(f *os.File) (string, error) {
 }
 
 // The entry format: cacheMagic, the string table (its length, then its
-// bytes), the fields in the order encodeObject writes them, then a CRC-32C
-// of everything before it. Strings are offsets into the string table, so
+// bytes), the fields in the order encodeObject writes them, then a CRC-32
+// (IEEE, whose table the standard library builds lazily) of everything
+// before it. Strings are offsets into the string table, so
 // that decoding makes one string and slices it. Slice lengths are written plus one,
 // with 0 for nil, so that a decoded model equals a parsed one.
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 type encoder struct {
 	b       []byte
@@ -271,7 +270,7 @@ func encodeObject(o *Object) []byte {
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(e.strs)))
 	out = append(out, e.strs...)
 	out = append(out, e.b...)
-	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
+	return binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out))
 }
 
 var errBadEntry = errors.New("damaged cache entry")
@@ -365,7 +364,7 @@ func decodeObject(b []byte) (*Object, error) {
 		return nil, errBadEntry
 	}
 	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
-	if crc32.Checksum(body, castagnoli) != sum {
+	if crc32.ChecksumIEEE(body) != sum {
 		return nil, errBadEntry
 	}
 	d := &decoder{b: body[len(cacheMagic):]}
