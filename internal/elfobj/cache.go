@@ -426,12 +426,20 @@ func decodeObject(b []byte) (*Object, error) {
 		start := len(backing)
 		for j := uint32(0); j < n; j++ {
 			k := d.u32()
-			if k >= uint32(len(o.symbols)) {
+			// Each symbol is listed once, under its own name, in
+			// ascending order: what indexSymbols builds.
+			if k >= uint32(len(o.symbols)) || o.symbols[k].Name != name || j > 0 && int32(k) <= backing[len(backing)-1] {
 				return nil, errBadEntry
 			}
 			backing = append(backing, int32(k))
 		}
+		if _, dup := o.byName[name]; dup {
+			return nil, errBadEntry
+		}
 		o.byName[name] = backing[start:len(backing):len(backing)]
+	}
+	if d.err == nil && len(backing) != len(o.symbols) {
+		return nil, errBadEntry
 	}
 	if n := d.length(); n >= 0 {
 		o.funcs = make([]int32, n)
@@ -447,6 +455,10 @@ func decodeObject(b []byte) (*Object, error) {
 		o.funcMaxEnd = make([]uint64, n)
 		for i := range o.funcMaxEnd {
 			o.funcMaxEnd[i] = d.u64()
+			// A running maximum never falls; FuncAt relies on it.
+			if i > 0 && o.funcMaxEnd[i] < o.funcMaxEnd[i-1] {
+				return nil, errBadEntry
+			}
 		}
 	}
 	if n := d.length(); n >= 0 {
