@@ -158,3 +158,42 @@ func TestInspectRefusesCorruptFiles(t *testing.T) {
 		t.Errorf("missing file: exit %d, %q", code, errOut)
 	}
 }
+
+func TestCPUProfileFlagWritesAProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	code, out, errOut := runCLI(t, "--cpuprofile", path, "version")
+	if code != 0 || !strings.HasPrefix(out, "hotpatch ") {
+		t.Fatalf("version with --cpuprofile exited %d: %s %s", code, out, errOut)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pprof writes a gzip-compressed protocol buffer.
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("%s is not a gzip-compressed profile (%d bytes)", path, len(b))
+	}
+	if code, _, errOut := runCLI(t, "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir"), "version"); code == 0 || !strings.Contains(errOut, "--cpuprofile") {
+		t.Errorf("an unwritable --cpuprofile exited %d: %s", code, errOut)
+	}
+	code, out, _ = runCLI(t, "--help")
+	if code != 0 || strings.Contains(out, "cpuprofile") {
+		t.Errorf("--cpuprofile is a hidden flag, yet --help shows it:\n%s", out)
+	}
+}
+
+func TestObjectCacheDir(t *testing.T) {
+	t.Setenv("HOTPATCH_CACHE_DIR", "off")
+	if d := objectCacheDir(); d != "" {
+		t.Errorf("HOTPATCH_CACHE_DIR=off gives %q, want no cache", d)
+	}
+	t.Setenv("HOTPATCH_CACHE_DIR", "/some/dir")
+	if d := objectCacheDir(); d != "/some/dir" {
+		t.Errorf("HOTPATCH_CACHE_DIR=/some/dir gives %q", d)
+	}
+	os.Unsetenv("HOTPATCH_CACHE_DIR")
+	t.Setenv("XDG_CACHE_HOME", "/xdg")
+	if d := objectCacheDir(); d != "/xdg/hotpatch/objects" {
+		t.Errorf("with XDG_CACHE_HOME=/xdg the cache is %q, want /xdg/hotpatch/objects", d)
+	}
+}

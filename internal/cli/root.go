@@ -10,8 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 
+	"github.com/hotpatch/hotpatch/internal/patcher"
 	"github.com/spf13/cobra"
 )
 
@@ -53,9 +57,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if compilerNames[name] {
 		return runCompilerWrapper(name, args[1:], stdin, stdout, stderr)
 	}
-	root := newRootCommand(stdin, stdout, stderr)
+	root, g := newRootCommand(stdin, stdout, stderr)
 	root.SetArgs(args[1:])
 	err := root.Execute()
+	if perr := g.stopProfile(); perr != nil && err == nil {
+		err = perr
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -96,13 +103,17 @@ func isUsageError(err error) bool {
 
 type globalOptions struct {
 	verbose int
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
-	logger  *slog.Logger
+	// cpuProfile names the file a CPU profile of the command goes to
+	// (hidden flag --cpuprofile, for measuring the command's own cost).
+	cpuProfile  string
+	profileFile *os.File
+	stdin       io.Reader
+	stdout      io.Writer
+	stderr      io.Writer
+	logger      *slog.Logger
 }
 
-func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	g := &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "hotpatch",
@@ -121,7 +132,7 @@ running Linux processes without restarting them.
   sign     sign patch files`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelWarn
 			switch {
 			case g.verbose >= 2:
@@ -130,6 +141,11 @@ running Linux processes without restarting them.
 				level = slog.LevelInfo
 			}
 			g.logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+			if processCommands[cmd.Name()] {
+				patcher.UseObjectCache(objectCacheDir())
+				quietGC()
+			}
+			return g.startProfile()
 		},
 	}
 	root.SetIn(stdin)
@@ -137,6 +153,8 @@ running Linux processes without restarting them.
 	root.SetErr(stderr)
 	root.AddCommand(newGendocsCommand(g)) // hidden: packagers only
 	root.PersistentFlags().CountVarP(&g.verbose, "verbose", "v", "log more (repeat for debug output)")
+	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
 	})
@@ -153,5 +171,83 @@ running Linux processes without restarting them.
 		newVersionCommand(g),
 		newDemoCommand(g),
 	)
-	return root
+	return root, g
+}
+
+// processCommands read the ELF objects of running processes.
+var processCommands = map[string]bool{"patch": true, "unpatch": true, "info": true}
+
+// shortCommandMemoryLimit bounds the heap of a command that runs with
+// the collector off: patching every process of a host keeps one model per
+// distinct object, tens of megabytes; past this the collector runs again.
+const shortCommandMemoryLimit = 256 << 20
+
+// quietGC turns the garbage collector off for a command that touches
+// processes, unless GOGC or GOMEMLIMIT say otherwise. Such a command runs
+// for milliseconds and allocates a few megabytes; a collection in the
+// middle of it puts the runtime's mark workers on the CPUs of the
+// threads it has just resumed, or of the one it keeps stopped.
+func quietGC() {
+	_, gogc := os.LookupEnv("GOGC")
+	_, limit := os.LookupEnv("GOMEMLIMIT")
+	if gogc || limit {
+		return
+	}
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(shortCommandMemoryLimit)
+}
+
+// objectCacheDir is where parsed ELF objects are kept between commands:
+// $HOTPATCH_CACHE_DIR, or hotpatch/objects in the user's cache directory
+// ($XDG_CACHE_HOME or ~/.cache). HOTPATCH_CACHE_DIR=off turns it off.
+func objectCacheDir() string {
+	if dir, ok := os.LookupEnv("HOTPATCH_CACHE_DIR"); ok {
+		if dir == "off" {
+			return ""
+		}
+		return dir
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(base, "hotpatch", "objects")
+}
+
+// profileRate samples the command ten times more often than pprof's
+// default: a patch command runs for milliseconds, and profiles of many
+// runs are merged (go tool pprof a b c ...) to see its fixed cost.
+const profileRate = 1000
+
+func (g *globalOptions) startProfile() error {
+	if g.cpuProfile == "" {
+		return nil
+	}
+	f, err := os.Create(g.cpuProfile)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	// SetCPUProfileRate before StartCPUProfile is the documented way to
+	// change the rate; StartCPUProfile then warns on stderr that the
+	// rate is already set, which is harmless here.
+	runtime.SetCPUProfileRate(profileRate)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	g.profileFile = f
+	return nil
+}
+
+func (g *globalOptions) stopProfile() error {
+	if g.profileFile == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	err := g.profileFile.Close()
+	g.profileFile = nil
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return nil
 }

@@ -56,6 +56,36 @@ var objectCache = struct {
 	m map[string]*elfobj.Object
 }{m: map[string]*elfobj.Object{}}
 
+// diskCache, when set, keeps object models on disk between commands;
+// see UseObjectCache.
+var diskCache struct {
+	sync.Mutex
+	c *elfobj.Cache
+}
+
+// UseObjectCache keeps the models of the ELF objects the patcher reads in
+// dir, keyed by build-id, so that the next command does not parse them
+// again (the C library's symbols and relocations cost about 2 ms). An
+// empty dir turns the disk cache off.
+func UseObjectCache(dir string) {
+	diskCache.Lock()
+	defer diskCache.Unlock()
+	diskCache.c = nil
+	if dir != "" {
+		diskCache.c = &elfobj.Cache{Dir: dir}
+	}
+}
+
+func parseObject(f *os.File, name string) (*elfobj.Object, error) {
+	diskCache.Lock()
+	c := diskCache.c
+	diskCache.Unlock()
+	if c != nil {
+		return c.Open(f, name)
+	}
+	return elfobj.New(f, name)
+}
+
 func openObject(pid int, m proc.Mapping) (*elfobj.Object, error) {
 	key := fmt.Sprintf("%s:%d:%s", m.Dev, m.Inode, m.Path)
 	objectCache.Lock()
@@ -73,7 +103,7 @@ func openObject(pid int, m proc.Mapping) (*elfobj.Object, error) {
 			err = ferr
 			continue
 		}
-		o, err = elfobj.New(f, m.Path)
+		o, err = parseObject(f, m.Path)
 		f.Close()
 		if err == nil {
 			break
