@@ -174,6 +174,19 @@ type Arch struct {
 	// zone, and falls through when it returns. The registers it changes
 	// are the tracer's to restore.
 	EncodeCall func(fn uint64, args []uint64) []byte
+	// InsnLen returns the length of the instruction at the start of
+	// code.
+	InsnLen func(code []byte) (int, error)
+	// Indirect rewrites insn, one instruction whose 32-bit field at
+	// offset field refers to a symbol directly, to read the symbol's
+	// address from a slot instead (indirect.go). It returns
+	// ErrDirectBranch for a direct call or jump, and ErrNoIndirect when
+	// there is no such rewrite.
+	Indirect func(insn []byte, field int) (Indirect, error)
+	// GOTRelocs name the relocation types that mean "PC-relative to a
+	// GOT slot holding S" (GOTPCREL and its relaxable forms); extraction
+	// gives each such reference a slot of the patch.
+	GOTRelocs map[uint32]string
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.

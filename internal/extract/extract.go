@@ -125,7 +125,7 @@ func Extract(pf, of *elf.File, name string, opts Options) (*patchfile.Patch, err
 	if of.Machine != pf.Machine {
 		return nil, fmt.Errorf("%s: machine %v differs from the original's %v", name, pf.Machine, of.Machine)
 	}
-	x := &extractor{pf: pf, of: of, name: name, arch: a, secIndex: map[int]uint32{}, symIndex: map[string]uint32{}}
+	x := &extractor{pf: pf, of: of, name: name, arch: a, secIndex: map[int]uint32{}, symIndex: map[string]uint32{}, gotIdx: -1}
 	if err := x.collectSections(); err != nil {
 		return nil, err
 	}
@@ -140,6 +140,9 @@ func Extract(pf, of *elf.File, name string, opts Options) (*patchfile.Patch, err
 		return nil, err
 	}
 	if err := x.collectRelocs(); err != nil {
+		return nil, err
+	}
+	if err := x.rewriteFarRefs(); err != nil {
 		return nil, err
 	}
 	if err := x.collectFuncs(); err != nil {
@@ -174,6 +177,15 @@ type extractor struct {
 	dynVersions map[string]string
 	executable  bool
 	tlsVaddr    uint64
+
+	// far are references to other objects that need a slot.
+	far []farRef
+	// gotIdx is the patch section of the slots extraction adds (-1:
+	// none yet), gotSym its section symbol; slots maps a symbol and
+	// addend to the offset of its slot.
+	gotIdx int
+	gotSym uint32
+	slots  map[[2]int64]uint64
 }
 
 func (x *extractor) collectSections() error {
@@ -324,20 +336,34 @@ func (x *extractor) collectRelocs() error {
 			rerr := func(symName, reason string) error {
 				return &RelocError{Object: x.name, Section: target.Name, Offset: off, Symbol: symName, Reason: reason}
 			}
-			if _, err := x.arch.Reloc(r.typ); err != nil {
-				return rerr(x.symName(r.sym), fmt.Sprintf("type %s is not supported by the patcher", elf.R_X86_64(r.typ)))
+			_, gotRel := x.arch.GOTRelocs[r.typ]
+			if _, err := x.arch.Reloc(r.typ); err != nil && !gotRel {
+				return rerr(x.symName(r.sym), fmt.Sprintf("type %s is not supported by the patcher", x.arch.RelocName(r.typ)))
 			}
 			typ, sym, err := x.classify(r.sym)
 			if err != nil {
 				return rerr(x.symName(r.sym), err.Error())
 			}
+			if off >= target.Size {
+				return rerr(x.symName(r.sym), "offset outside the section")
+			}
+			if gotRel {
+				if typ != 0 || sym == 0 {
+					return rerr(x.symName(r.sym), fmt.Sprintf("%s needs an address symbol", x.arch.GOTRelocs[r.typ]))
+				}
+				if err := x.gotRef(pidx, off, sym, r.addend); err != nil {
+					return rerr(x.symName(r.sym), err.Error())
+				}
+				continue
+			}
+			if typ == 0 && x.needsSlot(pidx, r.typ, sym) {
+				x.far = append(x.far, farRef{pfSec: int(s.Info), pidx: pidx, off: off, typ: r.typ, sym: sym, addend: r.addend})
+				continue
+			}
 			if typ == 0 {
 				typ = r.typ
 			} else if r.typ != uint32(elf.R_X86_64_64) {
 				return rerr(x.symName(r.sym), fmt.Sprintf("a TLS slot placeholder must be an 8-byte absolute word, not %s", elf.R_X86_64(r.typ)))
-			}
-			if off >= target.Size {
-				return rerr(x.symName(r.sym), "offset outside the section")
 			}
 			x.patch.Relocs = append(x.patch.Relocs, patchfile.Reloc{Section: pidx, Offset: off, Type: typ, Symbol: sym, Addend: r.addend})
 		}
