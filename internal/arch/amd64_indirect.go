@@ -51,7 +51,7 @@ func amd64Indirect(insn []byte, field int) (Indirect, error) {
 	tail := len(insn) - field - 4
 	switch inst.Op {
 	case x86asm.CALL, x86asm.JMP:
-		if inst.PCRel == 4 && inst.PCRelOff == field {
+		if _, rel := inst.Args[0].(x86asm.Rel); rel && inst.PCRel == 4 && inst.PCRelOff == field {
 			return Indirect{}, ErrDirectBranch
 		}
 	}
