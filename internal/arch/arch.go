@@ -126,6 +126,13 @@ type Arch struct {
 	// either direction.
 	JumpReach  int64
 	encodeJump func(from, to uint64) []byte
+	// ShortJumpSize is the length of the short jump a function too short
+	// for the redirecting jump may get instead, to a trampoline between
+	// ShortJumpMin and ShortJumpMax bytes from its end (redirect.go); 0
+	// when the architecture has none.
+	ShortJumpSize              int
+	ShortJumpMin, ShortJumpMax int64
+	encodeShort                func(from, to uint64) []byte
 	// FarJumpSize is the length of a stub that jumps to any address.
 	FarJumpSize int
 	encodeFar   func(to uint64) []byte

@@ -129,15 +129,40 @@ func (s *session) restoreWrites(h *regionHeader) ([]jumpWrite, error) {
 		if f.RangeOnly {
 			continue
 		}
-		cur := make([]byte, len(f.Saved))
-		if err := proc.ReadMem(s.p.MemPid, f.Old, cur); err != nil {
+		w, err := s.restoreFunc(h, f)
+		if err != nil {
+			return nil, err
+		}
+		writes = append(writes, w...)
+	}
+	return writes, nil
+}
+
+// restoreFunc returns the writes that undo f's jump (and the short jump
+// to its trampoline, when f wrote one), checking that the code still
+// holds them.
+func (s *session) restoreFunc(h *regionHeader, f regionFunc) ([]jumpWrite, error) {
+	site := f.jumpAt()
+	cur := make([]byte, len(f.Saved))
+	if err := proc.ReadMem(s.p.MemPid, site, cur); err != nil {
+		return nil, fmt.Errorf("unpatch %s from pid %d: read the jump of %s in %s: %w", h.ID, s.p.Pid, f.Name, h.Target, err)
+	}
+	if want, ok := s.a.EncodeJump(site, f.New); !ok || !bytes.Equal(cur, want) {
+		return nil, fmt.Errorf("unpatch %s from pid %d: the jump of %s in %s at %#x no longer holds the patch's jump (someone else changed the code); refusing to restore it",
+			h.ID, s.p.Pid, f.Name, h.Target, site)
+	}
+	writes := []jumpWrite{{addr: site, new: f.Saved, old: cur}}
+	if f.EntrySaved != nil {
+		entry := make([]byte, len(f.EntrySaved))
+		if err := proc.ReadMem(s.p.MemPid, f.Old, entry); err != nil {
 			return nil, fmt.Errorf("unpatch %s from pid %d: read the entry of %s in %s: %w", h.ID, s.p.Pid, f.Name, h.Target, err)
 		}
-		if want, ok := s.a.EncodeJump(f.Old, f.New); !ok || !bytes.Equal(cur, want) {
-			return nil, fmt.Errorf("unpatch %s from pid %d: the entry of %s in %s no longer holds the patch's jump (someone else changed the code); refusing to restore it",
+		if want, ok := s.a.EncodeShortJump(f.Old, site); !ok || !bytes.Equal(entry, want) {
+			return nil, fmt.Errorf("unpatch %s from pid %d: the entry of %s in %s no longer holds the short jump to its trampoline; refusing to restore it",
 				h.ID, s.p.Pid, f.Name, h.Target)
 		}
-		writes = append(writes, jumpWrite{addr: f.Old, new: f.Saved, old: cur})
+		// The entry first: then nothing reaches the trampoline.
+		writes = append([]jumpWrite{{addr: f.Old, new: f.EntrySaved, old: entry}}, writes...)
 	}
 	return writes, nil
 }
