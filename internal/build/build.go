@@ -101,6 +101,9 @@ type Patch struct {
 	Target    string // the linked output, as the build wrote it
 	BuildID   string
 	Functions []string
+	// Warnings are extraction's: the patch was written, but applying it
+	// will be refused (a function with no room for the jump).
+	Warnings []string
 }
 
 // StageError is a failed build command; Reason is the first failure the
@@ -302,6 +305,9 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 		return ErrNoChanges
 	}
 	res.Patches = patches
+	for _, p := range patches {
+		res.Warnings = append(res.Warnings, p.Warnings...)
+	}
 	return nil
 }
 
@@ -696,6 +702,7 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string]*origin
 		if err := CheckLayout(orig.Kept, r.Output); err != nil {
 			return nil, err
 		}
+		var warns []string
 		p, err := extract.File(r.Output, orig.Kept, extract.Options{
 			Target:      filepath.Base(r.Output),
 			ID:          d.patchID(),
@@ -704,6 +711,7 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string]*origin
 			Labels:      d.labels(),
 			Created:     d.created(),
 			ToolVersion: version.Version,
+			Warn:        func(w string) { warns = append(warns, w) },
 		})
 		if errors.Is(err, extract.ErrNoPatch) {
 			d.logf("%s: no patch sections, nothing changed", r.Output)
@@ -725,7 +733,7 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string]*origin
 				fns = append(fns, f.Name)
 			}
 		}
-		patches = append(patches, Patch{Path: path, Target: r.Output, BuildID: p.BuildIDString(), Functions: fns})
+		patches = append(patches, Patch{Path: path, Target: r.Output, BuildID: p.BuildIDString(), Functions: fns, Warnings: warns})
 		d.logf("wrote %s for %s", path, r.Output)
 	}
 	return patches, nil

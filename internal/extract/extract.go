@@ -62,6 +62,10 @@ type Options struct {
 	Labels      []string
 	Created     time.Time
 	ToolVersion string
+	// Warn, when set, receives problems that do not stop extraction
+	// but will stop the patch from applying, such as a replaced function
+	// with no room for the jump.
+	Warn func(string)
 }
 
 // Section names of the contract.
@@ -125,7 +129,7 @@ func Extract(pf, of *elf.File, name string, opts Options) (*patchfile.Patch, err
 	if of.Machine != pf.Machine {
 		return nil, fmt.Errorf("%s: machine %v differs from the original's %v", name, pf.Machine, of.Machine)
 	}
-	x := &extractor{pf: pf, of: of, name: name, arch: a, secIndex: map[int]uint32{}, symIndex: map[string]uint32{}, gotIdx: -1}
+	x := &extractor{pf: pf, of: of, name: name, arch: a, secIndex: map[int]uint32{}, symIndex: map[string]uint32{}, gotIdx: -1, opts: opts}
 	if err := x.collectSections(); err != nil {
 		return nil, err
 	}
@@ -186,6 +190,9 @@ type extractor struct {
 	gotIdx int
 	gotSym uint32
 	slots  map[[2]int64]uint64
+
+	opts    Options
+	ofFuncs [][2]uint64
 }
 
 func (x *extractor) collectSections() error {
@@ -677,6 +684,9 @@ func (x *extractor) collectFuncs() error {
 			continue
 		}
 		replaced[oldAddr] = true
+		if flags&patchfile.FuncRangeOnly == 0 {
+			x.checkRoom(name, oldAddr, oldSize)
+		}
 		newSym, err := x.symbolAt(newR)
 		if err != nil {
 			return fail("new entry of %s: %v", name, err)
