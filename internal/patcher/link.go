@@ -301,7 +301,7 @@ func (r *resolver) link(p *patchfile.Patch, a *arch.Arch, secOff []uint64, stubO
 				// The value of an ifunc is its resolver: calls must go
 				// to the implementation the resolver chose.
 				var err error
-				if v, err = r.ifunc(s, r.target); err != nil {
+				if v, err = r.ifunc(s, r.target, v); err != nil {
 					return 0, err
 				}
 			}

@@ -112,6 +112,9 @@ type session struct {
 	frames []frameReg
 	// threadStop is the longest single-thread stop so far.
 	threadStop time.Duration
+	// resolved maps ifunc resolvers called in the process to their
+	// results.
+	resolved map[uint64]uint64
 }
 
 // noteThreadStop records the length of the single-thread stop that just
@@ -177,17 +180,19 @@ func Apply(pid int, patches []*patchfile.Patch, opt Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Pid: pid}
-	plans, err := s.plan(patches, res)
+	defer s.close()
+	plans, err := s.planResolving(patches, res)
 	if err != nil {
 		return res, err
 	}
 	if len(plans) == 0 {
 		return res, nil
 	}
-	if err := s.open(); err != nil {
-		return res, err
+	if s.tr == nil {
+		if err := s.open(); err != nil {
+			return res, err
+		}
 	}
-	defer s.close()
 	if err := s.apply(plans, res); err != nil {
 		return res, err
 	}

@@ -255,7 +255,10 @@ func hasSymtab(obj *Object) bool {
 }
 
 func (s *session) link(patch *patchfile.Patch, obj *Object, taken [][2]uint64) (*linked, error) {
-	r := &resolver{p: s.p, target: obj}
+	if s.resolved == nil {
+		s.resolved = map[uint64]uint64{}
+	}
+	r := &resolver{p: s.p, target: obj, resolved: s.resolved}
 	stubs := callStubCandidates(patch, s.a)
 	secOff, stubOff, parts, hsize, trapOff, frameObjOff := layout(patch, s.a, stubs)
 	size := parts[len(parts)-1].Off + parts[len(parts)-1].Size
