@@ -487,6 +487,21 @@ func (e *emitter) symbolText(sp int32, mod string, i int32) (string, error) {
 		}
 	case s.defined():
 		name = e.name(sp)
+		if s.typ == typeIFunc {
+			// A new ifunc: the link cannot carry the ifunc type into
+			// a section that is not allocated, so references name it
+			// through a placeholder that tells extraction
+			// (docs/augmented-assembly.md §4).
+			ph := e.placeholder("hotpatch.ifunc." + name)
+			switch actionOf(mod) {
+			case relocPlain:
+				return ph, nil
+			case relocPLT:
+				return ph + "@PLT", nil
+			case relocGOT:
+				return e.slot(".Lhp.got."+name, "\t"+e.arch.pointer+"\t"+ph+"\n"), nil
+			}
+		}
 	default:
 		name = s.name
 		external = true
