@@ -82,6 +82,9 @@ const (
 	phTPOff  = "hotpatch.tpoff."
 	phDTPMod = "hotpatch.dtpmod."
 	phDTPOff = "hotpatch.dtpoff."
+	// phIFunc names a new ifunc of the patch: the link cannot carry the
+	// ifunc type into sections that are not allocated.
+	phIFunc = "hotpatch.ifunc."
 )
 
 // tlsSlotRelocs are the relocation types that the TLS slot placeholders
@@ -458,6 +461,12 @@ func (x *extractor) classifyPlaceholder(s elf.Symbol) (uint32, uint32, error) {
 		isTLS  bool
 	)
 	switch {
+	case strings.HasPrefix(s.Name, phIFunc):
+		sym, err := x.patchIFunc(strings.TrimPrefix(s.Name, phIFunc))
+		if err != nil {
+			return 0, 0, err
+		}
+		return 0, x.addSymbol(sym), nil
 	case strings.HasPrefix(s.Name, phExt):
 		target = strings.TrimPrefix(s.Name, phExt)
 	case strings.HasPrefix(s.Name, phTPOff):
@@ -495,6 +504,37 @@ func (x *extractor) classifyPlaceholder(s elf.Symbol) (uint32, uint32, error) {
 		}
 	}
 	return rtype, x.addSymbol(sym), nil
+}
+
+// patchIFunc finds the new ifunc name among the patch's symbols (an
+// alias of its resolver, local or global) and types it as an ifunc, so
+// that the patcher calls the resolver and uses what it returns.
+func (x *extractor) patchIFunc(name string) (patchfile.Symbol, error) {
+	var found []elf.Symbol
+	for _, s := range x.syms {
+		if stripVersion(s.Name) != name || s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE {
+			continue
+		}
+		if _, inPatch := x.secIndex[int(s.Section)]; inPatch {
+			found = append(found, s)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return patchfile.Symbol{}, fmt.Errorf("new ifunc %s is not defined in the patch sections", name)
+	case 1:
+	default:
+		return patchfile.Symbol{}, fmt.Errorf("%d new ifuncs are named %s; give them distinct names", len(found), name)
+	}
+	sym, err := x.definedSymbol(found[0])
+	if err != nil {
+		return sym, err
+	}
+	if x.patch.Sections[sym.Section].Kind != patchfile.SectionText {
+		return sym, fmt.Errorf("new ifunc %s: its resolver is not in patch code", name)
+	}
+	sym.Name, sym.Kind, sym.Type = name, patchfile.SymNew, elf.STT_GNU_IFUNC
+	return sym, nil
 }
 
 // localTLS finds the file-local thread-local variables named name defined

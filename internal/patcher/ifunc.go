@@ -1,6 +1,7 @@
 package patcher
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -83,4 +84,62 @@ func (s *session) executable(addr uint64) bool {
 		}
 	}
 	return false
+}
+
+// resolvePatchIFuncs calls, once the regions are mapped and before the
+// pause, the resolver of each new ifunc of the patches on one stopped
+// thread, returning to the region's trap, and writes what it returned
+// into the stubs and address words that stand for the ifunc. Nothing
+// reaches them before the jumps are written.
+func (s *session) resolvePatchIFuncs(plans []*plan) error {
+	var todo []*plan
+	for _, pl := range plans {
+		if len(pl.l.ifuncFixups) > 0 {
+			todo = append(todo, pl)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	impl := map[uint64]uint64{}
+	err := s.tr.Do(func(c *ptrace.Ctl) error {
+		return s.withInjector(c, func(th *ptrace.Thread) error {
+			for _, pl := range todo {
+				for _, f := range pl.l.ifuncFixups {
+					if _, done := impl[f.resolver]; done {
+						continue
+					}
+					v, err := c.Call(th, f.resolver, pl.l.trapAddr)
+					if err != nil {
+						return fmt.Errorf("patch %s in pid %d: call the resolver of new ifunc %s: %w", pl.hdr.ID, s.p.Pid, f.name, err)
+					}
+					if !(v >= pl.l.textStart && v < pl.l.textEnd) && !s.executable(v) {
+						return fmt.Errorf("patch %s in pid %d: the resolver of new ifunc %s returned %#x, which is not code", pl.hdr.ID, s.p.Pid, f.name, v)
+					}
+					impl[f.resolver] = v
+				}
+			}
+			return nil
+		})
+	})
+	s.noteThreadStop()
+	if err != nil {
+		return err
+	}
+	for _, pl := range todo {
+		for _, f := range pl.l.ifuncFixups {
+			var b []byte
+			if f.stub {
+				b = s.a.EncodeFarJump(impl[f.resolver])
+			} else {
+				b = make([]byte, s.a.PtrSize)
+				binary.LittleEndian.PutUint64(b, impl[f.resolver]+uint64(f.addend))
+			}
+			copy(pl.l.image[f.place-pl.l.base:], b)
+			if err := s.mem.WriteAt(b, f.place); err != nil {
+				return fmt.Errorf("patch %s in pid %d: write the implementation of new ifunc %s: %w", pl.hdr.ID, s.p.Pid, f.name, err)
+			}
+		}
+	}
+	return nil
 }
