@@ -1,6 +1,7 @@
 package extract
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -63,5 +64,18 @@ func TestExtractSendsFarReferencesThroughSlotsAndWarnsAboutRoom(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An instruction with no rewrite through a slot is refused at build
+// time, naming the symbol, the function and what to change.
+func TestExtractRefusesFarReferenceItCannotRewrite(t *testing.T) {
+	testutil.RequireGCC(t)
+	dir := t.TempDir()
+	orig, patched := linkPair(t, dir, "testdata/short/prog.c", "testdata/short/refused.s", []string{"-O2", "-g"}, nil)
+	_, err := File(patched, orig, Options{Target: "prog", ID: "refused", Level: 1})
+	var re *RelocError
+	if !errors.As(err, &re) || re.Symbol != "opterr" || !strings.Contains(err.Error(), "four.hotpatch+0x2") || !strings.Contains(err.Error(), "local variable") {
+		t.Fatalf("a high-byte load of another object's variable: %v", err)
 	}
 }
