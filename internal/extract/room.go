@@ -61,9 +61,22 @@ func (x *extractor) originalFuncs() [][2]uint64 {
 	x.ofFuncs = [][2]uint64{}
 	for _, s := range syms {
 		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
-			x.ofFuncs = append(x.ofFuncs, [2]uint64{s.Value, s.Value + max(s.Size, 1)})
+			x.ofFuncs = append(x.ofFuncs, [2]uint64{s.Value, s.Value + s.Size})
 		}
 	}
 	sort.Slice(x.ofFuncs, func(i, j int) bool { return x.ofFuncs[i][0] < x.ofFuncs[j][0] })
+	// A function without a size (hand-written assembly) runs on to the
+	// next one, as the patcher assumes too.
+	for i := range x.ofFuncs {
+		if x.ofFuncs[i][1] == x.ofFuncs[i][0] {
+			x.ofFuncs[i][1] = x.ofFuncs[i][0] + 1
+			for j := i + 1; j < len(x.ofFuncs); j++ {
+				if x.ofFuncs[j][0] > x.ofFuncs[i][0] {
+					x.ofFuncs[i][1] = x.ofFuncs[j][0]
+					break
+				}
+			}
+		}
+	}
 	return x.ofFuncs
 }

@@ -212,8 +212,12 @@ func (s *session) redirect(obj *Object, f regionFunc, taken [][2]uint64) (arch.R
 				// f count, as before.
 				return a >= f.Old+f.OldSize && a < f.Old+uint64(s.a.JumpSize) && !startsFunc(obj, a)
 			}
-			_, in := obj.File.FuncAt(a - obj.Bias)
-			return !in
+			if _, in := obj.File.FuncAt(a - obj.Bias); in {
+				return false
+			}
+			// Code after a function symbol without a size is unknown.
+			prev, ok := obj.File.FuncBefore(a - obj.Bias)
+			return !ok || prev.Size != 0
 		},
 		Taken: func(lo, hi uint64) bool {
 			for _, t := range taken {
