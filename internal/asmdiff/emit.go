@@ -754,6 +754,12 @@ func (e *emitter) alias(sp int32) error {
 	b := &e.sets
 	e.bindingLines(b, sp, name)
 	fmt.Fprintf(b, "\t.set\t%s, %s\n", name, target)
+	if s.typ == typeIFunc {
+		// The ifunc type cannot be carried (see hotpatch.ifunc); this
+		// local marker tells extraction, also for references from
+		// other translation units.
+		fmt.Fprintf(b, "\t.set\thotpatch.ifunc.def.%s, %s\n", name, name)
+	}
 	return nil
 }
 

@@ -85,6 +85,8 @@ const (
 	// phIFunc names a new ifunc of the patch: the link cannot carry the
 	// ifunc type into sections that are not allocated.
 	phIFunc = "hotpatch.ifunc."
+	// phIFuncDef marks the definition of a new ifunc.
+	phIFuncDef = "hotpatch.ifunc.def."
 )
 
 // tlsSlotRelocs are the relocation types that the TLS slot placeholders
@@ -194,8 +196,9 @@ type extractor struct {
 	gotSym uint32
 	slots  map[[2]int64]uint64
 
-	opts    Options
-	ofFuncs [][2]uint64
+	opts      Options
+	ofFuncs   [][2]uint64
+	ifuncDefs map[string][][2]uint64
 }
 
 func (x *extractor) collectSections() error {
@@ -430,6 +433,9 @@ func (x *extractor) definedSymbol(s elf.Symbol) (patchfile.Symbol, error) {
 		if (typ == elf.STT_FUNC || typ == elf.STT_OBJECT) && !strings.HasSuffix(name, ".hotpatch") {
 			kind = patchfile.SymNew
 		}
+		if x.isIFuncDef(name, s) {
+			kind, typ = patchfile.SymNew, elf.STT_GNU_IFUNC
+		}
 		return patchfile.Symbol{Name: name, Kind: kind, Type: typ, Section: pidx, Value: s.Value - sec.Addr, Size: s.Size}, nil
 	}
 	if strings.HasPrefix(sec.Name, patchPrefix) {
@@ -504,6 +510,26 @@ func (x *extractor) classifyPlaceholder(s elf.Symbol) (uint32, uint32, error) {
 		}
 	}
 	return rtype, x.addSymbol(sym), nil
+}
+
+// isIFuncDef reports whether the patch symbol s named name is a new
+// ifunc: gensrc marks each with a local hotpatch.ifunc.def.NAME at the
+// same place.
+func (x *extractor) isIFuncDef(name string, s elf.Symbol) bool {
+	if x.ifuncDefs == nil {
+		x.ifuncDefs = map[string][][2]uint64{}
+		for _, m := range x.syms {
+			if n, ok := strings.CutPrefix(m.Name, phIFuncDef); ok {
+				x.ifuncDefs[n] = append(x.ifuncDefs[n], [2]uint64{uint64(m.Section), m.Value})
+			}
+		}
+	}
+	for _, d := range x.ifuncDefs[name] {
+		if d == [2]uint64{uint64(s.Section), s.Value} {
+			return true
+		}
+	}
+	return false
 }
 
 // patchIFunc finds the new ifunc name among the patch's symbols (an
