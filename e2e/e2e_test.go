@@ -52,6 +52,9 @@ type spec struct {
 	Functions map[string][]string `json:"functions"`
 	// NoPatchFor names objects that must get no patch.
 	NoPatchFor []string `json:"no_patch_for"`
+	// UnpatchByID removes the case's patches with one "unpatch -i ID"
+	// (the case name), which must list every target object as removed.
+	UnpatchByID bool `json:"unpatch_by_id"`
 }
 
 type testCase struct {
@@ -267,6 +270,9 @@ func runCase(t *testing.T, c testCase, b *builtCase, patchArg string) {
 	if c.spec.AfterAgain != nil {
 		p.expect(t, "go", c.spec.AfterAgain)
 	}
+	if c.spec.UnpatchByID {
+		unpatchByID(t, c, p.pid)
+	}
 	unpatchAll(t, p.pid)
 	p.expect(t, "go", c.spec.Unpatched)
 	p.noEINTR(t)
@@ -476,6 +482,40 @@ func unpatchAll(t *testing.T, pid string) {
 		hotpatch(t, "unpatch", "-p", pid)
 	}
 	t.Fatalf("pid %s still has patches after 10 unpatches", pid)
+}
+
+// unpatchByID removes the case's id in one command and checks that every
+// object of the case lost its part, and nothing is left applied.
+func unpatchByID(t *testing.T, c testCase, pid string) {
+	t.Helper()
+	out := hotpatch(t, "unpatch", "-p", pid, "-i", c.name, "--json")
+	var doc struct {
+		Processes []struct {
+			Status  string `json:"status"`
+			Patches []struct {
+				ID     string `json:"id"`
+				Object string `json:"object"`
+				Status string `json:"status"`
+			} `json:"patches"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Processes) != 1 {
+		t.Fatalf("unpatch --json: %v\n%s", err, out)
+	}
+	removed := map[string]bool{}
+	for _, p := range doc.Processes[0].Patches {
+		if p.ID == c.name && p.Status == "removed" {
+			removed[filepath.Base(p.Object)] = true
+		}
+	}
+	for _, tg := range c.spec.Targets {
+		if !removed[filepath.Base(tg)] {
+			t.Errorf("unpatch -i %s did not list %s as removed:\n%s", c.name, tg, out)
+		}
+	}
+	if info := hotpatch(t, "info", "-p", pid, "--json"); strings.Contains(info, `"id": "`+c.name+`"`) {
+		t.Fatalf("after unpatch -i %s, info still shows it:\n%s", c.name, info)
+	}
 }
 
 func hotpatch(t *testing.T, args ...string) string {

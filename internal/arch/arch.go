@@ -128,6 +128,13 @@ type Arch struct {
 	// either direction.
 	JumpReach  int64
 	encodeJump func(from, to uint64) []byte
+	// ShortJumpSize is the length of the short jump a function too short
+	// for the redirecting jump may get instead, to a trampoline between
+	// ShortJumpMin and ShortJumpMax bytes from its end (redirect.go); 0
+	// when the architecture has none.
+	ShortJumpSize              int
+	ShortJumpMin, ShortJumpMax int64
+	encodeShort                func(from, to uint64) []byte
 	// FarJumpSize is the length of a stub that jumps to any address.
 	FarJumpSize int
 	encodeFar   func(to uint64) []byte
@@ -188,6 +195,19 @@ type Arch struct {
 	// (an endless loop, or an exit through a noreturn call). Undecodable
 	// code counts as returning: the caller then only waits, bounded.
 	Returns func(code []byte) bool
+	// InsnLen returns the length of the instruction at the start of
+	// code.
+	InsnLen func(code []byte) (int, error)
+	// Indirect rewrites insn, one instruction whose 32-bit field at
+	// offset field refers to a symbol directly, to read the symbol's
+	// address from a slot instead (indirect.go). It returns
+	// ErrDirectBranch for a direct call or jump, and ErrNoIndirect when
+	// there is no such rewrite.
+	Indirect func(insn []byte, field int) (Indirect, error)
+	// GOTRelocs name the relocation types that mean "PC-relative to a
+	// GOT slot holding S" (GOTPCREL and its relaxable forms); extraction
+	// gives each such reference a slot of the patch.
+	GOTRelocs map[uint32]string
 	// ReturnAddressAdjust is subtracted from a return address to land
 	// inside the call instruction when looking up which function a frame
 	// belongs to.

@@ -496,6 +496,21 @@ func (e *emitter) symbolText(sp int32, mod string, i int32) (string, error) {
 		}
 	case s.defined():
 		name = e.name(sp)
+		if s.typ == typeIFunc {
+			// A new ifunc: the link cannot carry the ifunc type into
+			// a section that is not allocated, so references name it
+			// through a placeholder that tells extraction
+			// (docs/augmented-assembly.md §4).
+			ph := e.placeholder("hotpatch.ifunc." + name)
+			switch actionOf(mod) {
+			case relocPlain:
+				return ph, nil
+			case relocPLT:
+				return ph + "@PLT", nil
+			case relocGOT:
+				return e.slot(".Lhp.got."+name, "\t"+e.arch.pointer+"\t"+ph+"\n"), nil
+			}
+		}
 	default:
 		name = s.name
 		external = true
@@ -748,6 +763,12 @@ func (e *emitter) alias(sp int32) error {
 	b := &e.sets
 	e.bindingLines(b, sp, name)
 	fmt.Fprintf(b, "\t.set\t%s, %s\n", name, target)
+	if s.typ == typeIFunc {
+		// The ifunc type cannot be carried (see hotpatch.ifunc); this
+		// local marker tells extraction, also for references from
+		// other translation units.
+		fmt.Fprintf(b, "\t.set\thotpatch.ifunc.def.%s, %s\n", name, name)
+	}
 	return nil
 }
 

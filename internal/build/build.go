@@ -109,6 +109,9 @@ type Patch struct {
 	Target    string // the linked output, as the build wrote it
 	BuildID   string
 	Functions []string
+	// Warnings are extraction's: the patch was written, but applying it
+	// will be refused (a function with no room for the jump).
+	Warnings []string
 }
 
 // StageError is a failed build command; Reason is the first failure the
@@ -348,6 +351,9 @@ func (d *driver) run(ctx context.Context, res *Result) (err error) {
 	}
 	res.Warnings = append(res.Warnings, runningWarnings(patches, outputs)...)
 	res.Patches = patches
+	for _, p := range patches {
+		res.Warnings = append(res.Warnings, p.Warnings...)
+	}
 	return nil
 }
 
@@ -798,6 +804,7 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string][]*orig
 		if err := CheckLayout(orig.Kept, r.Output); err != nil {
 			return nil, err
 		}
+		var warns []string
 		p, err := extract.File(r.Output, orig.Kept, extract.Options{
 			Target:      filepath.Base(r.Output),
 			ID:          d.patchID(),
@@ -806,6 +813,7 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string][]*orig
 			Labels:      d.labels(),
 			Created:     d.created(),
 			ToolVersion: version.Version,
+			Warn:        func(w string) { warns = append(warns, w) },
 		})
 		if errors.Is(err, extract.ErrNoPatch) {
 			d.logf("%s: no patch sections, nothing changed", r.Output)
@@ -844,7 +852,7 @@ func (d *driver) extractAll(outputs []originalOutput, targets map[string][]*orig
 			if err := patchfile.WriteFile(path, p); err != nil {
 				return nil, fmt.Errorf("write patch for %s: %w", r.Output, err)
 			}
-			patches = append(patches, Patch{Path: path, Target: r.Output, BuildID: p.BuildIDString(), Functions: fns})
+			patches = append(patches, Patch{Path: path, Target: r.Output, BuildID: p.BuildIDString(), Functions: fns, Warnings: warns})
 			d.logf("wrote %s for %s", path, r.Output)
 		}
 	}

@@ -38,7 +38,8 @@ func TestGendocsCoversTheCommandTree(t *testing.T) {
 			}
 		}
 	}
-	walk(newRootCommand(strings.NewReader(""), os.Stdout, os.Stderr), "hotpatch")
+	root, _ := newRootCommand(strings.NewReader(""), os.Stdout, os.Stderr)
+	walk(root, "hotpatch")
 	for _, want := range append([]string{"hotpatch", "hotpatch-patch", "hotpatch-build", "hotpatch-completion-bash"}, visible...) {
 		page, err := os.ReadFile(filepath.Join(man, want+".1"))
 		if err != nil {
@@ -70,7 +71,7 @@ func TestGendocsCoversTheCommandTree(t *testing.T) {
 	_, block, _ := strings.Cut(text, ".EX\n")
 	block, _, _ = strings.Cut(block, "\n.EE")
 	blockLines := strings.Split(block, "\n")
-	root := newRootCommand(strings.NewReader(""), os.Stdout, os.Stderr)
+	root, _ = newRootCommand(strings.NewReader(""), os.Stdout, os.Stderr)
 	verbs := 0
 	for _, l := range strings.Split(root.Long, "\n") {
 		if strings.HasPrefix(l, "  ") {

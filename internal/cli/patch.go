@@ -409,11 +409,13 @@ func newUnpatchCommand(g *globalOptions) *cobra.Command {
 		Use:   "unpatch -p PID|all [--exe PATH] [--dry-run] [-i ID] [--json]",
 		Short: "Remove applied patches from running processes",
 		Long: `unpatch removes the most recent patch, or the patch with the given id. A
-patch that another patch was stacked on is removed only after that one.
---exe limits the processes to those running a file; --dry-run says what
-would be removed and changes nothing. A region that an interrupted
-hotpatch left (info shows it as incomplete or inactive) is removed like a
-patch.`,
+patch built for several objects (an executable and its libraries: one id,
+one file per object) is removed from every object in one pause, or not at
+all; --json lists each object. A patch that another patch was stacked on
+is removed only after that one. --exe limits the processes to those
+running a file; --dry-run says what would be removed and changes nothing.
+A region that an interrupted hotpatch left (info shows it as incomplete or
+inactive) is removed like a patch.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runUnpatch(g, o)

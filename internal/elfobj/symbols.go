@@ -334,6 +334,19 @@ func (o *Object) FuncAt(addr uint64) (Symbol, bool) {
 	return Symbol{}, false
 }
 
+// FuncBefore returns the function that starts last at or before addr,
+// whether or not it covers addr. A function symbol without a size (hand
+// written assembly) covers nothing by FuncAt, yet its code runs on past
+// its start: callers that look for bytes outside every function must not
+// take what follows it for padding.
+func (o *Object) FuncBefore(addr uint64) (Symbol, bool) {
+	k := sort.Search(len(o.funcs), func(i int) bool { return o.symbols[o.funcs[i]].Value > addr }) - 1
+	if k < 0 {
+		return Symbol{}, false
+	}
+	return o.symbols[o.funcs[k]], true
+}
+
 // BoundVersion returns the version and library an undefined dynamic
 // symbol of this object binds to, from .gnu.version_r, such as
 // ("GLIBC_2.14", "libc.so.6") for memcpy. ok is false when the object does

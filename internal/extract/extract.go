@@ -62,6 +62,10 @@ type Options struct {
 	Labels      []string
 	Created     time.Time
 	ToolVersion string
+	// Warn, when set, receives problems that do not stop extraction
+	// but will stop the patch from applying, such as a replaced function
+	// with no room for the jump.
+	Warn func(string)
 }
 
 // Section names of the contract.
@@ -78,6 +82,11 @@ const (
 	phTPOff  = "hotpatch.tpoff."
 	phDTPMod = "hotpatch.dtpmod."
 	phDTPOff = "hotpatch.dtpoff."
+	// phIFunc names a new ifunc of the patch: the link cannot carry the
+	// ifunc type into sections that are not allocated.
+	phIFunc = "hotpatch.ifunc."
+	// phIFuncDef marks the definition of a new ifunc.
+	phIFuncDef = "hotpatch.ifunc.def."
 )
 
 // tlsSlotRelocs are the relocation types that the TLS slot placeholders
@@ -125,7 +134,7 @@ func Extract(pf, of *elf.File, name string, opts Options) (*patchfile.Patch, err
 	if of.Machine != pf.Machine {
 		return nil, fmt.Errorf("%s: machine %v differs from the original's %v", name, pf.Machine, of.Machine)
 	}
-	x := &extractor{pf: pf, of: of, name: name, arch: a, secIndex: map[int]uint32{}, symIndex: map[string]uint32{}}
+	x := &extractor{pf: pf, of: of, name: name, arch: a, secIndex: map[int]uint32{}, symIndex: map[string]uint32{}, gotIdx: -1, opts: opts}
 	if err := x.collectSections(); err != nil {
 		return nil, err
 	}
@@ -140,6 +149,9 @@ func Extract(pf, of *elf.File, name string, opts Options) (*patchfile.Patch, err
 		return nil, err
 	}
 	if err := x.collectRelocs(); err != nil {
+		return nil, err
+	}
+	if err := x.rewriteFarRefs(); err != nil {
 		return nil, err
 	}
 	if err := x.collectFuncs(); err != nil {
@@ -174,6 +186,19 @@ type extractor struct {
 	dynVersions map[string]string
 	executable  bool
 	tlsVaddr    uint64
+
+	// far are references to other objects that need a slot.
+	far []farRef
+	// gotIdx is the patch section of the slots extraction adds (-1:
+	// none yet), gotSym its section symbol; slots maps a symbol and
+	// addend to the offset of its slot.
+	gotIdx int
+	gotSym uint32
+	slots  map[[2]int64]uint64
+
+	opts      Options
+	ofFuncs   [][2]uint64
+	ifuncDefs map[string][][2]uint64
 }
 
 func (x *extractor) collectSections() error {
@@ -324,20 +349,34 @@ func (x *extractor) collectRelocs() error {
 			rerr := func(symName, reason string) error {
 				return &RelocError{Object: x.name, Section: target.Name, Offset: off, Symbol: symName, Reason: reason}
 			}
-			if _, err := x.arch.Reloc(r.typ); err != nil {
-				return rerr(x.symName(r.sym), fmt.Sprintf("type %s is not supported by the patcher", elf.R_X86_64(r.typ)))
+			_, gotRel := x.arch.GOTRelocs[r.typ]
+			if _, err := x.arch.Reloc(r.typ); err != nil && !gotRel {
+				return rerr(x.symName(r.sym), fmt.Sprintf("type %s is not supported by the patcher", x.arch.RelocName(r.typ)))
 			}
 			typ, sym, err := x.classify(r.sym)
 			if err != nil {
 				return rerr(x.symName(r.sym), err.Error())
 			}
+			if off >= target.Size {
+				return rerr(x.symName(r.sym), "offset outside the section")
+			}
+			if gotRel {
+				if typ != 0 || sym == 0 {
+					return rerr(x.symName(r.sym), fmt.Sprintf("%s needs an address symbol", x.arch.GOTRelocs[r.typ]))
+				}
+				if err := x.gotRef(pidx, off, sym, r.addend); err != nil {
+					return rerr(x.symName(r.sym), err.Error())
+				}
+				continue
+			}
+			if typ == 0 && x.needsSlot(pidx, r.typ, sym) {
+				x.far = append(x.far, farRef{pfSec: int(s.Info), pidx: pidx, off: off, typ: r.typ, sym: sym, addend: r.addend})
+				continue
+			}
 			if typ == 0 {
 				typ = r.typ
 			} else if r.typ != uint32(elf.R_X86_64_64) {
 				return rerr(x.symName(r.sym), fmt.Sprintf("a TLS slot placeholder must be an 8-byte absolute word, not %s", elf.R_X86_64(r.typ)))
-			}
-			if off >= target.Size {
-				return rerr(x.symName(r.sym), "offset outside the section")
 			}
 			x.patch.Relocs = append(x.patch.Relocs, patchfile.Reloc{Section: pidx, Offset: off, Type: typ, Symbol: sym, Addend: r.addend})
 		}
@@ -394,6 +433,9 @@ func (x *extractor) definedSymbol(s elf.Symbol) (patchfile.Symbol, error) {
 		if (typ == elf.STT_FUNC || typ == elf.STT_OBJECT) && !strings.HasSuffix(name, ".hotpatch") {
 			kind = patchfile.SymNew
 		}
+		if x.isIFuncDef(name, s) {
+			kind, typ = patchfile.SymNew, elf.STT_GNU_IFUNC
+		}
 		return patchfile.Symbol{Name: name, Kind: kind, Type: typ, Section: pidx, Value: s.Value - sec.Addr, Size: s.Size}, nil
 	}
 	if strings.HasPrefix(sec.Name, patchPrefix) {
@@ -425,6 +467,12 @@ func (x *extractor) classifyPlaceholder(s elf.Symbol) (uint32, uint32, error) {
 		isTLS  bool
 	)
 	switch {
+	case strings.HasPrefix(s.Name, phIFunc):
+		sym, err := x.patchIFunc(strings.TrimPrefix(s.Name, phIFunc))
+		if err != nil {
+			return 0, 0, err
+		}
+		return 0, x.addSymbol(sym), nil
 	case strings.HasPrefix(s.Name, phExt):
 		target = strings.TrimPrefix(s.Name, phExt)
 	case strings.HasPrefix(s.Name, phTPOff):
@@ -462,6 +510,57 @@ func (x *extractor) classifyPlaceholder(s elf.Symbol) (uint32, uint32, error) {
 		}
 	}
 	return rtype, x.addSymbol(sym), nil
+}
+
+// isIFuncDef reports whether the patch symbol s named name is a new
+// ifunc: gensrc marks each with a local hotpatch.ifunc.def.NAME at the
+// same place.
+func (x *extractor) isIFuncDef(name string, s elf.Symbol) bool {
+	if x.ifuncDefs == nil {
+		x.ifuncDefs = map[string][][2]uint64{}
+		for _, m := range x.syms {
+			if n, ok := strings.CutPrefix(m.Name, phIFuncDef); ok {
+				x.ifuncDefs[n] = append(x.ifuncDefs[n], [2]uint64{uint64(m.Section), m.Value})
+			}
+		}
+	}
+	for _, d := range x.ifuncDefs[name] {
+		if d == [2]uint64{uint64(s.Section), s.Value} {
+			return true
+		}
+	}
+	return false
+}
+
+// patchIFunc finds the new ifunc name among the patch's symbols (an
+// alias of its resolver, local or global) and types it as an ifunc, so
+// that the patcher calls the resolver and uses what it returns.
+func (x *extractor) patchIFunc(name string) (patchfile.Symbol, error) {
+	var found []elf.Symbol
+	for _, s := range x.syms {
+		if stripVersion(s.Name) != name || s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE {
+			continue
+		}
+		if _, inPatch := x.secIndex[int(s.Section)]; inPatch {
+			found = append(found, s)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return patchfile.Symbol{}, fmt.Errorf("new ifunc %s is not defined in the patch sections", name)
+	case 1:
+	default:
+		return patchfile.Symbol{}, fmt.Errorf("%d new ifuncs are named %s; give them distinct names", len(found), name)
+	}
+	sym, err := x.definedSymbol(found[0])
+	if err != nil {
+		return sym, err
+	}
+	if x.patch.Sections[sym.Section].Kind != patchfile.SectionText {
+		return sym, fmt.Errorf("new ifunc %s: its resolver is not in patch code", name)
+	}
+	sym.Name, sym.Kind, sym.Type = name, patchfile.SymNew, elf.STT_GNU_IFUNC
+	return sym, nil
 }
 
 // localTLS finds the file-local thread-local variables named name defined
@@ -651,6 +750,9 @@ func (x *extractor) collectFuncs() error {
 			continue
 		}
 		replaced[oldAddr] = true
+		if flags&patchfile.FuncRangeOnly == 0 {
+			x.checkRoom(name, oldAddr, oldSize)
+		}
 		newSym, err := x.symbolAt(newR)
 		if err != nil {
 			return fail("new entry of %s: %v", name, err)

@@ -32,6 +32,9 @@ func (s *session) apply(plans []*plan, res *Result) error {
 	if err := s.opt.hit("after-mmap"); err != nil {
 		return s.rollbackMapped(err)
 	}
+	if err := s.resolvePatchIFuncs(plans); err != nil {
+		return s.rollbackMapped(err)
+	}
 	var danger []dangerRange
 	var writes []jumpWrite
 	var replaced []*Region

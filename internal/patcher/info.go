@@ -115,10 +115,10 @@ func activeState(p *Process, a *arch.Arch, all []*Region, r *Region) regionState
 		}
 		n++
 		cur := make([]byte, a.JumpSize)
-		if err := proc.ReadMem(p.MemPid, f.Old, cur); err != nil {
+		if err := proc.ReadMem(p.MemPid, f.jumpAt(), cur); err != nil {
 			continue
 		}
-		if want, ok := a.EncodeJump(f.Old, f.New); ok && bytes.Equal(cur, want) || stackedOn(all, r, f.Old) {
+		if want, ok := a.EncodeJump(f.jumpAt(), f.New); ok && bytes.Equal(cur, want) || stackedOn(all, r, f.Old) {
 			active++
 		} else if bytes.Equal(cur, f.Saved) {
 			inactive++

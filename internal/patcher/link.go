@@ -44,6 +44,26 @@ type linked struct {
 	trapAddr uint64
 	frameObj uint64
 	funcs    []regionFunc
+	// ifuncFixups are the places that must hold what the resolver of a
+	// new ifunc of the patch returns; it can run only once the region
+	// is mapped (resolvePatchIFuncs).
+	ifuncFixups []ifuncFixup
+}
+
+// ifuncFixup is a place filled with a new ifunc's implementation: a
+// far-jump stub that calls of the ifunc go through, or an address word.
+type ifuncFixup struct {
+	name     string
+	resolver uint64
+	place    uint64
+	addend   int64
+	stub     bool
+}
+
+// isPatchIFunc reports whether s is a new ifunc of the patch: its value
+// is its resolver, in the patch's own code.
+func isPatchIFunc(s *patchfile.Symbol) bool {
+	return s.Kind.InPatch() && s.Type == elf.STT_GNU_IFUNC
 }
 
 // partOf says which part of the region a section goes to.
@@ -134,7 +154,7 @@ func callStubCandidates(p *patchfile.Patch, a *arch.Arch) []uint32 {
 		if !ok || !rt.IsCall || int(r.Symbol) >= len(p.Symbols) {
 			continue
 		}
-		if p.Symbols[r.Symbol].Kind == patchfile.SymExternal && !seen[r.Symbol] {
+		if (p.Symbols[r.Symbol].Kind == patchfile.SymExternal || isPatchIFunc(&p.Symbols[r.Symbol])) && !seen[r.Symbol] {
 			seen[r.Symbol] = true
 			out = append(out, r.Symbol)
 		}
@@ -301,7 +321,7 @@ func (r *resolver) link(p *patchfile.Patch, a *arch.Arch, secOff []uint64, stubO
 				// The value of an ifunc is its resolver: calls must go
 				// to the implementation the resolver chose.
 				var err error
-				if v, err = r.ifunc(s, r.target); err != nil {
+				if v, err = r.ifunc(s, r.target, v); err != nil {
 					return 0, err
 				}
 			}
@@ -354,13 +374,25 @@ func (r *resolver) applyReloc(l *linked, a *arch.Arch, rel patchfile.Reloc, symA
 		if s, err = symAddr(rel.Symbol); err != nil {
 			return fmt.Errorf("%s at %s+%#x: %w", rt.Name, sec.Name, rel.Offset, err)
 		}
-		if rt.IsCall && rt.Size == 4 && !fitsInt32(s+uint64(rel.Addend)-place) {
+		ifunc := isPatchIFunc(sym)
+		if rt.IsCall && rt.Size == 4 && (ifunc || !fitsInt32(s+uint64(rel.Addend)-place)) {
 			off, ok := stubOff[rel.Symbol]
 			if !ok {
 				return fmt.Errorf("call to %s at %s+%#x is out of reach and has no stub", sym.Name, sec.Name, rel.Offset)
 			}
 			copy(l.image[off:], a.EncodeFarJump(s))
+			if ifunc {
+				// Calls of a new ifunc go through its stub, which gets
+				// the implementation once the resolver ran.
+				l.ifuncFixups = append(l.ifuncFixups, ifuncFixup{name: sym.Name, resolver: s, place: l.base + off, stub: true})
+			}
 			s = l.base + off
+		} else if ifunc {
+			if rt.Size != a.PtrSize || rt.PCRel {
+				return fmt.Errorf("new ifunc %s is referenced by %s at %s+%#x: only calls and address words (a GOT slot) can reach a new ifunc; "+
+					"take its address through a pointer variable or build the patch with -fPIC", sym.Name, rt.Name, sec.Name, rel.Offset)
+			}
+			l.ifuncFixups = append(l.ifuncFixups, ifuncFixup{name: sym.Name, resolver: s, place: place, addend: rel.Addend})
 		}
 	case arch.ClassTPOff:
 		o, off, err := r.tlsObject(sym)

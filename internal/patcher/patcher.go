@@ -114,6 +114,9 @@ type session struct {
 	threadStop time.Duration
 	// sigCaught are the signals the program handles (see markerSignal).
 	sigCaught uint64
+	// resolved maps ifunc resolvers called in the process to their
+	// results.
+	resolved map[uint64]uint64
 }
 
 // noteThreadStop records the length of the single-thread stop that just
@@ -187,17 +190,19 @@ func Apply(pid int, patches []*patchfile.Patch, opt Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Pid: pid}
-	plans, err := s.plan(patches, res)
+	defer s.close()
+	plans, err := s.planResolving(patches, res)
 	if err != nil {
 		return res, err
 	}
 	if len(plans) == 0 {
 		return res, nil
 	}
-	if err := s.open(); err != nil {
-		return res, err
+	if s.tr == nil {
+		if err := s.open(); err != nil {
+			return res, err
+		}
 	}
-	defer s.close()
 	if err := s.apply(plans, res); err != nil {
 		return res, err
 	}

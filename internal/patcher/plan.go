@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"fmt"
 
+	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
 	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/version"
@@ -24,6 +25,9 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 		}
 	}
 	pending := map[uint64][]byte{}
+	pendingSite := map[uint64]uint64{}
+	// trampolines are the padding this batch writes jumps into.
+	var trampolines [][2]uint64
 	var taken [][2]uint64
 	var plans []*plan
 	for _, patch := range patches {
@@ -74,25 +78,48 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 				hdr.Funcs = append(hdr.Funcs, f)
 				continue
 			}
-			if _, inBatch := pending[f.Old]; top[f.Old] == nil && !inBatch {
-				// Checked once, by the first patch of the function: its
-				// entry now holds a jump.
-				if err := s.checkRoom(obj, f); err != nil {
-					return nil, fmt.Errorf("patch %s: %w", patch.ID, err)
-				}
-			}
-			jump, ok := s.a.EncodeJump(f.Old, f.New)
-			if !ok {
-				return nil, fmt.Errorf("patch %s: function %s: the new code at %#x is out of jump reach of %#x", patch.ID, f.Name, f.New, f.Old)
-			}
 			cur, inBatch := pending[f.Old]
 			below := top[f.Old]
+			var entry *jumpWrite
+			switch {
+			case inBatch:
+				f.Site = pendingSite[f.Old]
+			case below != nil:
+				// The entry already leads to the jump of the patch
+				// below; this one goes where that one is.
+				for _, bf := range below.Funcs {
+					if bf.Old == f.Old && !bf.RangeOnly {
+						f.Site = bf.Site
+					}
+				}
+			default:
+				// Checked once, by the first patch of the function: its
+				// entry now holds a jump.
+				rd, err := s.redirect(obj, f, trampolines)
+				if err != nil {
+					return nil, fmt.Errorf("patch %s: %w", patch.ID, err)
+				}
+				if rd.Entry != nil {
+					f.Site = rd.Site
+					f.EntrySaved = make([]byte, len(rd.Entry))
+					if err := proc.ReadMem(s.p.MemPid, f.Old, f.EntrySaved); err != nil {
+						return nil, fmt.Errorf("patch %s: read the entry of %s: %w", patch.ID, f.Name, err)
+					}
+					entry = &jumpWrite{addr: f.Old, new: rd.Entry, old: f.EntrySaved}
+					trampolines = append(trampolines, [2]uint64{rd.Site, rd.Site + uint64(s.a.JumpSize)})
+				}
+			}
+			site := f.jumpAt()
+			jump, ok := s.a.EncodeJump(site, f.New)
+			if !ok {
+				return nil, fmt.Errorf("patch %s: function %s: the new code at %#x is out of jump reach of %#x", patch.ID, f.Name, f.New, site)
+			}
 			switch {
 			case replaces != nil && below == replaces.hdr:
 				// Replace-by-level: take over what the old level saved.
 				for _, of := range replaces.hdr.Funcs {
 					if of.Old == f.Old && !of.RangeOnly {
-						f.Saved, f.Prev = of.Saved, of.Prev
+						f.Saved, f.Prev, f.EntrySaved = of.Saved, of.Prev, of.EntrySaved
 					}
 				}
 				cur = nil
@@ -100,7 +127,7 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 				f.Saved = cur
 			default:
 				f.Saved = make([]byte, s.a.JumpSize)
-				if err := proc.ReadMem(s.p.MemPid, f.Old, f.Saved); err != nil {
+				if err := proc.ReadMem(s.p.MemPid, site, f.Saved); err != nil {
 					return nil, fmt.Errorf("patch %s: read the entry of %s: %w", patch.ID, f.Name, err)
 				}
 			}
@@ -112,12 +139,17 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 				old = cur
 			} else if replaces != nil && below == replaces.hdr {
 				old = make([]byte, s.a.JumpSize)
-				if err := proc.ReadMem(s.p.MemPid, f.Old, old); err != nil {
+				if err := proc.ReadMem(s.p.MemPid, site, old); err != nil {
 					return nil, err
 				}
 			}
-			pl.jumps = append(pl.jumps, jumpWrite{addr: f.Old, new: jump, old: old})
+			// The trampoline first, then the short jump to it.
+			pl.jumps = append(pl.jumps, jumpWrite{addr: site, new: jump, old: old})
+			if entry != nil {
+				pl.jumps = append(pl.jumps, *entry)
+			}
 			pending[f.Old] = jump
+			pendingSite[f.Old] = f.Site
 			top[f.Old] = hdr
 			covered[f.Old] = true
 			hdr.Funcs = append(hdr.Funcs, f)
@@ -136,11 +168,11 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 				if !covered[of.Old] {
 					// The new level no longer patches this function:
 					// put back what was under the old level.
-					cur := make([]byte, s.a.JumpSize)
-					if err := proc.ReadMem(s.p.MemPid, of.Old, cur); err != nil {
+					w, err := s.restoreFunc(replaces.hdr, of)
+					if err != nil {
 						return nil, err
 					}
-					pl.jumps = append(pl.jumps, jumpWrite{addr: of.Old, new: of.Saved, old: cur})
+					pl.jumps = append(pl.jumps, w...)
 				}
 			}
 		} else {
@@ -153,32 +185,84 @@ func (s *session) plan(patches []*patchfile.Patch, res *Result) ([]*plan, error)
 	return plans, nil
 }
 
-// checkRoom refuses a function too short for the jump unless padding
-// follows it.
-func (s *session) checkRoom(obj *Object, f regionFunc) error {
+// redirect decides where the jump of f goes: over its entry when it is
+// long enough or padding follows it, otherwise into a trampoline in
+// padding within reach of a short jump at its entry. Padding is told from
+// code by the object's full symbol table: nops inside a function run.
+func (s *session) redirect(obj *Object, f regionFunc, taken [][2]uint64) (arch.Redirect, error) {
 	if f.OldSize >= uint64(s.a.JumpSize) {
-		return nil
+		return arch.Redirect{Site: f.Old}, nil
 	}
-	for a := f.Old + f.OldSize; a < f.Old+uint64(s.a.JumpSize); a++ {
-		if sym, ok := obj.File.FuncAt(a - obj.Bias); ok && sym.Value+obj.Bias == a {
-			return fmt.Errorf("function %s in %s is %d bytes, shorter than the %d-byte jump, and %s follows it at once: %w",
-				f.Name, obj.Path, f.OldSize, s.a.JumpSize, sym.Name, ErrTooShort)
+	lo, hi := s.a.ShortWindow(f.Old, f.OldSize)
+	for _, m := range s.p.Maps {
+		if f.Old >= m.Start && f.Old < m.End {
+			lo, hi = max(lo, m.Start), min(hi, m.End)
 		}
 	}
-	// Read well past the jump: a multi-byte nop must be decoded whole.
-	buf := make([]byte, f.OldSize+32)
-	if err := proc.ReadMem(s.p.MemPid, f.Old, buf); err != nil {
-		return err
+	buf := make([]byte, hi-lo)
+	if err := proc.ReadMem(s.p.MemPid, lo, buf); err != nil {
+		return arch.Redirect{}, fmt.Errorf("read the code around %s in %s: %w", f.Name, obj.Path, err)
 	}
-	if s.a.PaddingLen(buf[f.OldSize:]) >= s.a.JumpSize-int(f.OldSize) {
-		return nil
+	symtab := hasSymtab(obj)
+	room := arch.Room{Addr: lo, Bytes: buf,
+		Free: func(a uint64) bool {
+			if !symtab {
+				// Without .symtab, static functions are unknown:
+				// only the bytes up to the jump's end right after
+				// f count, as before.
+				return a >= f.Old+f.OldSize && a < f.Old+uint64(s.a.JumpSize) && !startsFunc(obj, a)
+			}
+			if _, in := obj.File.FuncAt(a - obj.Bias); in {
+				return false
+			}
+			// Code after a function symbol without a size is unknown.
+			prev, ok := obj.File.FuncBefore(a - obj.Bias)
+			return !ok || prev.Size != 0
+		},
+		Taken: func(lo, hi uint64) bool {
+			for _, t := range taken {
+				if lo < t[1] && t[0] < hi {
+					return true
+				}
+			}
+			return false
+		},
 	}
-	return fmt.Errorf("function %s in %s is %d bytes, shorter than the %d-byte jump, and no padding follows it: %w",
-		f.Name, obj.Path, f.OldSize, s.a.JumpSize, ErrTooShort)
+	rd, err := s.a.PlanRedirect(f.Old, f.OldSize, room)
+	if err != nil {
+		next := ""
+		if sym, ok := obj.File.FuncAt(f.Old + f.OldSize - obj.Bias); ok && sym.Value+obj.Bias == f.Old+f.OldSize {
+			next = fmt.Sprintf(" (%s follows it at once)", sym.Name)
+		}
+		if !symtab {
+			next += "; the object has no .symtab to tell padding from code"
+		}
+		return rd, fmt.Errorf("function %s in %s%s: %w: %w; patch its callers instead", f.Name, obj.Path, next, err, ErrTooShort)
+	}
+	return rd, nil
+}
+
+func startsFunc(obj *Object, a uint64) bool {
+	sym, ok := obj.File.FuncAt(a - obj.Bias)
+	return ok && sym.Value+obj.Bias == a
+}
+
+// hasSymtab reports whether obj has a full symbol table (not only the
+// dynamic one).
+func hasSymtab(obj *Object) bool {
+	for _, s := range obj.File.Symbols() {
+		if !s.Dynamic {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *session) link(patch *patchfile.Patch, obj *Object, taken [][2]uint64) (*linked, error) {
-	r := &resolver{p: s.p, target: obj}
+	if s.resolved == nil {
+		s.resolved = map[uint64]uint64{}
+	}
+	r := &resolver{p: s.p, target: obj, resolved: s.resolved}
 	stubs := callStubCandidates(patch, s.a)
 	secOff, stubOff, parts, hsize, trapOff, frameObjOff := layout(patch, s.a, stubs)
 	size := parts[len(parts)-1].Off + parts[len(parts)-1].Size

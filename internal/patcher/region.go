@@ -103,6 +103,21 @@ type regionFunc struct {
 	// Prev is the base of the region whose jump Saved holds (stacking),
 	// 0 when Saved is the original code.
 	Prev uint64 `json:"prev,omitempty"`
+	// Site, when set, is where the jump is written instead of Old: a
+	// trampoline in padding near a function too short for the jump,
+	// whose entry holds a short jump to Site. EntrySaved are the entry
+	// bytes that short jump replaced, kept by the patch that wrote it
+	// (the lowest of a stack).
+	Site       uint64 `json:"site,omitempty"`
+	EntrySaved []byte `json:"entry_saved,omitempty"`
+}
+
+// jumpAt is where f's jump is written.
+func (f *regionFunc) jumpAt() uint64 {
+	if f.Site != 0 {
+		return f.Site
+	}
+	return f.Old
 }
 
 func (h *regionHeader) encode() ([]byte, error) {

@@ -19,6 +19,21 @@ var ErrUnresolved = errors.New("symbol not found in the process")
 type resolver struct {
 	p      *Process
 	target *Object
+	// resolved maps the address of an ifunc resolver to what it returned
+	// when it was called in the process.
+	resolved map[uint64]uint64
+}
+
+// needResolverError asks for an ifunc's resolver to be called in the
+// process: no loaded object holds a resolved slot for it.
+type needResolverError struct {
+	name string
+	def  *Object
+	addr uint64
+}
+
+func (e *needResolverError) Error() string {
+	return fmt.Sprintf("%s is an indirect function (ifunc) of %s, and no loaded object holds a resolved slot for it", e.name, e.def.Path)
 }
 
 func versioned(s *patchfile.Symbol) string {
@@ -64,7 +79,7 @@ func (r *resolver) address(s *patchfile.Symbol) (uint64, error) {
 	if !sym.IsIFunc() {
 		return o.Bias + sym.Value, nil
 	}
-	return r.ifunc(s, o)
+	return r.ifunc(s, o, o.Bias+sym.Value)
 }
 
 // targetIFunc reports whether a symbol of the target object is an ifunc,
@@ -87,8 +102,10 @@ func (r *resolver) targetIFunc(s *patchfile.Symbol) bool {
 // ifunc returns the implementation an indirect function was resolved to,
 // read from a slot some loaded object holds for it: the target object's
 // first, then the others. A lazy PLT slot not yet bound points at a PLT
-// entry, which is as good a call target.
-func (r *resolver) ifunc(s *patchfile.Symbol, def *Object) (uint64, error) {
+// entry, which is as good a call target. Without a slot, the resolver at
+// resolverAddr must be called in the process (callResolver), and its
+// result is used.
+func (r *resolver) ifunc(s *patchfile.Symbol, def *Object, resolverAddr uint64) (uint64, error) {
 	objs := append([]*Object{r.target}, r.p.Objects...)
 	for _, o := range objs {
 		for _, slot := range o.File.GOTSlots(s.Name) {
@@ -113,8 +130,10 @@ func (r *resolver) ifunc(s *patchfile.Symbol, def *Object) (uint64, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("%s is an indirect function (ifunc) of %s, and no loaded object holds a resolved slot for it: "+
-		"rebuild the patch so that it calls %s through a function the target already uses", s.Name, def.Path, s.Name)
+	if v, ok := r.resolved[resolverAddr]; ok {
+		return v, nil
+	}
+	return 0, &needResolverError{name: s.Name, def: def, addr: resolverAddr}
 }
 
 // tlsObject returns the object defining a TLS symbol and the symbol's

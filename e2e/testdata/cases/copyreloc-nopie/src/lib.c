@@ -1,0 +1,6 @@
+#include <stdio.h>
+
+void lib_report(void)
+{
+	printf("lib says hi\n");
+}

@@ -1,0 +1,4 @@
+int util_base(void)
+{
+	return 1;
+}

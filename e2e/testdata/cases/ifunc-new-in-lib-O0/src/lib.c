@@ -1,0 +1,4 @@
+int lib_count(int x)
+{
+	return x + 1;
+}
