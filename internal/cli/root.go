@@ -116,7 +116,9 @@ running Linux processes without restarting them.
   patch    apply patch files to running processes
   unpatch  remove applied patches from running processes
   info     show the objects and patches of running processes
-  inspect  show the contents of a patch file`,
+  inspect  show the contents of a patch file
+  daemon   keep every process patched as the patch store says
+  status   ask the daemon how the store's patches are rolled out`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
@@ -147,6 +149,8 @@ running Linux processes without restarting them.
 		newInspectCommand(g),
 		newVersionCommand(g),
 		newDemoCommand(g),
+		newDaemonCommand(g),
+		newStatusCommand(g),
 	)
 	return root
 }

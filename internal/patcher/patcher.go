@@ -112,6 +112,9 @@ type session struct {
 	frames []frameReg
 	// threadStop is the longest single-thread stop so far.
 	threadStop time.Duration
+	// held: the caller's tracer holds the process stopped (ApplyHeld);
+	// a stopped thread stays stopped until the pause releases them all.
+	held bool
 }
 
 // noteThreadStop records the length of the single-thread stop that just
