@@ -106,9 +106,11 @@ type Daemon struct {
 	procs   map[int]*procState
 	scope   *scope
 	ids     *buildIDCache
-	sem     chan struct{}
-	wake    chan struct{}
-	jobs    sync.WaitGroup
+	// ticks counts scans.
+	ticks int
+	sem   chan struct{}
+	wake  chan struct{}
+	jobs  sync.WaitGroup
 	// ready is closed after the first scan, for status callers that
 	// start right after the daemon.
 	ready chan struct{}
@@ -166,6 +168,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	go d.serve(ln)
+	stopWatch, err := d.watchStore()
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 	if len(d.opt.ExecWatch) > 0 {
 		w, err := d.watchExec(d.opt.ExecWatch)
 		if err != nil {

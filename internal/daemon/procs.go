@@ -134,12 +134,23 @@ type failure struct {
 	next     time.Time
 }
 
-// readProcess refreshes st from /proc: the fingerprint of its file
-// mappings and, when it changed or st is stale, its objects and regions.
-func (d *Daemon) readProcess(st *procState) error {
-	maps, err := proc.ReadMaps(st.pid)
+// snapshot is what one read of /proc tells about a process.
+type snapshot struct {
+	fp      string
+	changed bool
+	objects map[string]string
+	regions []regionView
+	exe     string
+}
+
+// readSnapshot reads the file mappings of pid; when their fingerprint
+// differs from oldFP, or force is set, it also reads the build-ids of the
+// loaded objects and the patch regions. It takes no lock: the scan reads
+// a thousand processes without holding up status or the workers.
+func (d *Daemon) readSnapshot(pid int, oldFP string, force bool) (*snapshot, error) {
+	maps, err := proc.ReadMaps(pid)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var fp strings.Builder
 	for _, m := range maps {
@@ -147,32 +158,54 @@ func (d *Daemon) readProcess(st *procState) error {
 			fmt.Fprintf(&fp, "%x:%s:%d;", m.Start, m.Dev, m.Inode)
 		}
 	}
-	if fp.String() == st.fp && !st.stale {
-		return nil
+	sn := &snapshot{fp: fp.String()}
+	if sn.fp == oldFP && !force {
+		return sn, nil
 	}
-	objects := map[string]string{}
+	sn.changed = true
+	sn.objects = map[string]string{}
 	for _, m := range maps {
 		if !m.IsFile() || m.Offset != 0 {
 			continue
 		}
-		if id := d.ids.get(st.pid, m); id != "" {
-			if _, ok := objects[id]; !ok {
-				objects[id] = m.Path
+		if id := d.ids.get(pid, m); id != "" {
+			if _, ok := sn.objects[id]; !ok {
+				sn.objects[id] = m.Path
 			}
 		}
 	}
-	regions, err := patcher.FindRegions(st.pid, maps)
+	regions, err := patcher.FindRegions(pid, maps)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range regions {
+		sn.regions = append(sn.regions, regionView{id: r.ID(), buildID: r.BuildID(), level: r.Level(),
+			pauseUS: r.PauseUS(), at: r.AppliedAt(), seq: r.Seq()})
+	}
+	if exe, err := proc.Exe(pid); err == nil {
+		sn.exe = exe
+	}
+	return sn, nil
+}
+
+// take records a snapshot. Called with d.mu held.
+func (st *procState) take(sn *snapshot) {
+	st.fp = sn.fp
+	if sn.changed {
+		st.objects, st.regions, st.stale = sn.objects, sn.regions, false
+		if sn.exe != "" {
+			st.exe = sn.exe
+		}
+	}
+}
+
+// readProcess refreshes st in place. Called with d.mu held, for one
+// process at a time (a worker's or the exec watch's own).
+func (d *Daemon) readProcess(st *procState) error {
+	sn, err := d.readSnapshot(st.pid, st.fp, st.stale)
 	if err != nil {
 		return err
 	}
-	st.regions = st.regions[:0]
-	for _, r := range regions {
-		st.regions = append(st.regions, regionView{id: r.ID(), buildID: r.BuildID(), level: r.Level(),
-			pauseUS: r.PauseUS(), at: r.AppliedAt(), seq: r.Seq()})
-	}
-	if exe, err := proc.Exe(st.pid); err == nil {
-		st.exe = exe
-	}
-	st.fp, st.objects, st.stale = fp.String(), objects, false
+	st.take(sn)
 	return nil
 }

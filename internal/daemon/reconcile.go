@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"log/slog"
+	"os"
 	"sort"
 	"time"
 
@@ -11,47 +12,139 @@ import (
 	"github.com/hotpatch/hotpatch/internal/proc"
 )
 
+// candidates lists the pids to look at: with a tree, the tree itself
+// walked through the children files (the rest of the host is never
+// read); without one, every process.
+func (d *Daemon) candidates() ([]int, error) {
+	if d.opt.Tree == 0 {
+		return proc.Processes()
+	}
+	out := []int{}
+	queue := []int{d.opt.Tree}
+	seen := map[int]bool{}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		kids, err := proc.Children(pid)
+		if errors.Is(err, os.ErrNotExist) && pid == d.opt.Tree {
+			// No children files (CONFIG_PROC_CHILDREN off): filter every
+			// process by its ancestry instead.
+			return proc.Processes()
+		}
+		queue = append(queue, kids...)
+	}
+	return out, nil
+}
+
+// fullEvery: a process already known has its maps read at every
+// fullEvery-th scan (a library it dlopens is found then); new processes,
+// and processes a worker or the exec watch just changed, at every scan.
+const fullEvery = 2
+
 // scan reads the store and the processes in scope and starts the work
-// that brings each process in line.
+// that brings each process in line. /proc is read without the lock.
 func (d *Daemon) scan() {
-	pids, err := proc.Processes()
+	pids, err := d.candidates()
 	if err != nil {
 		d.report(slog.LevelError, "list processes", "err", err)
 		return
 	}
+	type item struct {
+		pid   int
+		st    *procState // nil: new
+		fp    string
+		force bool
+		id    proc.Identity
+		sn    *snapshot
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.scanStore()
+	d.ticks++
 	alive := make(map[int]bool, len(pids))
-	now := time.Now()
+	var items []item
 	for _, pid := range pids {
-		id, err := proc.ReadIdentity(pid)
-		if err != nil || !d.scope.contains(pid, id) {
+		st, ok := d.procs[pid]
+		if !ok {
+			items = append(items, item{pid: pid})
 			continue
 		}
 		alive[pid] = true
-		st, ok := d.procs[pid]
-		if !ok || st.id.StartTime != id.StartTime {
-			st = &procState{pid: pid, id: id, failed: map[string]*failure{}}
-			d.procs[pid] = st
-		}
 		if st.busy || st.inexec {
 			continue
 		}
-		if err := d.readProcess(st); err != nil {
-			// Kernel threads have no maps; processes exit any time.
-			continue
-		}
-		if todo := d.plan(st, now); todo != nil {
-			st.busy = true
-			d.jobs.Add(1)
-			go d.work(st, todo)
+		if st.stale || d.ticks%fullEvery == 0 {
+			items = append(items, item{pid: pid, st: st, fp: st.fp, force: st.stale})
 		}
 	}
+	d.mu.Unlock()
+
+	for i := range items {
+		it := &items[i]
+		if it.st == nil {
+			id, err := proc.ReadIdentity(it.pid)
+			if err != nil {
+				continue
+			}
+			it.id = id
+		}
+		// Kernel threads have no maps; processes exit any time.
+		it.sn, _ = d.readSnapshot(it.pid, it.fp, it.force)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	for _, it := range items {
+		st := it.st
+		if st == nil {
+			if it.sn == nil || !d.scope.contains(it.pid, it.id) {
+				continue
+			}
+			st = d.procs[it.pid]
+			if st == nil || st.id.StartTime != it.id.StartTime {
+				st = &procState{pid: it.pid, id: it.id, failed: map[string]*failure{}}
+				d.procs[it.pid] = st
+			}
+			alive[it.pid] = true
+		}
+		if it.sn == nil || st.busy || st.inexec || d.procs[it.pid] != st {
+			continue
+		}
+		if it.sn.changed && it.st != nil && it.fp != "" {
+			// Everything changed: an exec, or another process under a
+			// reused pid, which must be in scope as well.
+			id, err := proc.ReadIdentity(it.pid)
+			if err != nil {
+				continue
+			}
+			if id.StartTime != st.id.StartTime {
+				if !d.scope.contains(it.pid, id) {
+					delete(d.procs, it.pid)
+					continue
+				}
+				st = &procState{pid: it.pid, id: id, failed: map[string]*failure{}}
+				d.procs[it.pid] = st
+			}
+		}
+		st.take(it.sn)
+	}
 	for pid, st := range d.procs {
-		if !alive[pid] && !st.busy && !st.inexec {
+		switch {
+		case st.busy || st.inexec:
+		case !alive[pid]:
 			delete(d.procs, pid)
 			d.scope.forget(pid)
+		case st.objects != nil:
+			if todo := d.plan(st, now); todo != nil {
+				st.busy = true
+				d.jobs.Add(1)
+				go d.work(st, todo)
+			}
 		}
 	}
 }
@@ -167,8 +260,8 @@ func (d *Daemon) work(st *procState, j *job) {
 		d.report(slog.LevelWarn, "attempt failed", "pid", st.pid, "patch", o.key, "attempt", f.attempts,
 			"retry_in", backoff(f.attempts).String(), "err", f.err)
 	}
+	// Read back what the process carries now, so that status is current
+	// without waiting for the next scan.
 	st.busy, st.stale = false, true
-	if len(outs) > 0 {
-		d.poke()
-	}
+	_ = d.readProcess(st)
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // scanStore brings d.patches in line with the files of the store. A file
@@ -110,4 +112,32 @@ func (d *Daemon) wants(objects map[string]string) []want {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].file < out[j].file })
 	return out
+}
+
+// watchStore asks for a scan as soon as a file in the store is written,
+// renamed or removed, instead of at the next tick; the tick stays as the
+// fallback (inotify queues can overflow, and some file systems do not
+// notify). It returns a function that stops the watch.
+func (d *Daemon) watchStore() (func(), error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("watch the patch store %s: %w", d.opt.Store, err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, d.opt.Store, unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO|unix.IN_MOVED_FROM|unix.IN_DELETE); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("watch the patch store %s: %w", d.opt.Store, err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			d.poke()
+		}
+	}()
+	return func() { f.Close(); <-done }, nil
 }
