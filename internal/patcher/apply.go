@@ -3,7 +3,6 @@ package patcher
 import (
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
@@ -144,7 +143,7 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 	maxAttempts := s.opt.Retries + 1
 	// A garbage collection inside the stop would lengthen it; the few
 	// allocations of the check can wait.
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	defer holdGC()()
 	err := s.tr.Do(func(c *ptrace.Ctl) error {
 		restore := c.Realtime()
 		defer restore()
