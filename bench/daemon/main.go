@@ -29,6 +29,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/daemon"
@@ -118,8 +119,27 @@ func buildPatch(dir, target string) (*patchfile.Patch, error) {
 		Replace: map[string]string{"work": "work_hp"}})
 }
 
+// applied records when the daemon reported each application.
+var applied struct {
+	sync.Mutex
+	at   []time.Time
+	took []float64
+}
+
 func startDaemon(store, socket string, watch []string, workers int) (*daemon.Daemon, func(), error) {
-	d, err := daemon.New(daemon.Options{Store: store, Socket: socket, Tree: os.Getpid(), ExecWatch: watch, Workers: workers})
+	d, err := daemon.New(daemon.Options{Store: store, Socket: socket, Tree: os.Getpid(), ExecWatch: watch, Workers: workers,
+		Report: func(e daemon.Event) {
+			if e.Msg == "applied" {
+				applied.Lock()
+				applied.at = append(applied.at, time.Now())
+				for i := 0; i+1 < len(e.Attrs); i += 2 {
+					if e.Attrs[i] == "took_us" {
+						applied.took = append(applied.took, float64(e.Attrs[i+1].(int64)))
+					}
+				}
+				applied.Unlock()
+			}
+		}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -207,7 +227,11 @@ func fleet(target string, patch *patchfile.Patch, store, socket string, n, worke
 	for _, a := range s.Patches[0].Applied {
 		pauses = append(pauses, float64(a.PauseUS))
 	}
-	fmt.Printf("fleet: %d copies patched %v after the drop (pause_us p50/p90/max %s)\n", n, took.Round(time.Millisecond), stats(pauses))
+	applied.Lock()
+	first, last := applied.at[0].Sub(t0), applied.at[len(applied.at)-1].Sub(t0)
+	applied.Unlock()
+	fmt.Printf("fleet: %d copies patched %v after the drop (first applied after %v, last after %v; pause_us p50/p90/max %s; one apply µs p50/p90/max %s)\n",
+		n, took.Round(time.Millisecond), first.Round(time.Millisecond), last.Round(time.Millisecond), stats(pauses), stats(applied.took))
 	t0 = time.Now()
 	if err := os.Remove(path); err != nil {
 		return err

@@ -110,7 +110,9 @@ type Daemon struct {
 	ticks int
 	sem   chan struct{}
 	wake  chan struct{}
-	jobs  sync.WaitGroup
+	// storeWake asks for a read of the store alone.
+	storeWake chan struct{}
+	jobs      sync.WaitGroup
 	// ready is closed after the first scan, for status callers that
 	// start right after the daemon.
 	ready chan struct{}
@@ -131,7 +133,7 @@ func New(opt Options) (*Daemon, error) {
 		opt.Interval = 500 * time.Millisecond
 	}
 	if opt.Workers <= 0 {
-		opt.Workers = 4 * runtime.GOMAXPROCS(0)
+		opt.Workers = 8 * runtime.GOMAXPROCS(0)
 	}
 	if opt.Patcher.Retries == 0 && opt.Patcher.Timeout == 0 {
 		opt.Patcher = patcher.Options{Retries: 5, Timeout: 300 * time.Millisecond}
@@ -148,7 +150,8 @@ func New(opt Options) (*Daemon, error) {
 		patches: map[string]*storePatch{}, procs: map[int]*procState{},
 		scope: newScope(opt.Tree, os.Getpid()), ids: newBuildIDCache(),
 		sem: make(chan struct{}, opt.Workers), wake: make(chan struct{}, 1),
-		ready: make(chan struct{}),
+		storeWake: make(chan struct{}, 1),
+		ready:     make(chan struct{}),
 	}, nil
 }
 
@@ -182,19 +185,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(d.opt.Interval)
 	defer tick.Stop()
+	d.scan()
+	close(d.ready)
 	for {
-		d.scan()
-		select {
-		case <-d.ready:
-		default:
-			close(d.ready)
-		}
 		select {
 		case <-ctx.Done():
 			d.jobs.Wait()
 			return nil
 		case <-tick.C:
+			d.scan()
 		case <-d.wake:
+			d.scan()
+		case <-d.storeWake:
+			d.storeChanged()
 		}
 	}
 }
@@ -204,6 +207,23 @@ func (d *Daemon) poke() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
+	}
+}
+
+// pokeStore asks for the store to be read now. What the processes carry
+// is known from the last scan, so the work starts without reading /proc.
+func (d *Daemon) pokeStore() {
+	select {
+	case d.storeWake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Daemon) storeChanged() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.scanStore() {
+		d.dispatch(time.Now())
 	}
 }
 

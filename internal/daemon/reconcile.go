@@ -134,17 +134,25 @@ func (d *Daemon) scan() {
 		st.take(it.sn)
 	}
 	for pid, st := range d.procs {
-		switch {
-		case st.busy || st.inexec:
-		case !alive[pid]:
+		if !alive[pid] && !st.busy && !st.inexec {
 			delete(d.procs, pid)
 			d.scope.forget(pid)
-		case st.objects != nil:
-			if todo := d.plan(st, now); todo != nil {
-				st.busy = true
-				d.jobs.Add(1)
-				go d.work(st, todo)
-			}
+		}
+	}
+	d.dispatch(now)
+}
+
+// dispatch starts the work every known process needs. Called with d.mu
+// held.
+func (d *Daemon) dispatch(now time.Time) {
+	for _, st := range d.procs {
+		if st.busy || st.inexec || st.objects == nil {
+			continue
+		}
+		if todo := d.plan(st, now); todo != nil {
+			st.busy = true
+			d.jobs.Add(1)
+			go d.work(st, todo)
 		}
 	}
 }
@@ -230,10 +238,11 @@ func (d *Daemon) work(st *procState, j *job) {
 	}
 	if !gone && len(outs) == len(j.remove) && (len(outs) == 0 || outs[len(outs)-1].err == nil) {
 		for _, sp := range j.apply {
+			t0 := time.Now()
 			res, err := patcher.Apply(st.pid, []*patchfile.Patch{sp.patch}, d.opt.Patcher)
 			if err == nil {
 				d.report(slog.LevelInfo, "applied", "pid", st.pid, "file", sp.file, "id", sp.patch.ID,
-					"level", sp.patch.Level, "pause_us", res.PauseUS)
+					"level", sp.patch.Level, "pause_us", res.PauseUS, "took_us", time.Since(t0).Microseconds())
 			}
 			outs = append(outs, outcome{sp.file, err})
 			if errors.Is(err, proc.ErrNoProcess) {
@@ -241,6 +250,10 @@ func (d *Daemon) work(st *procState, j *job) {
 			}
 		}
 	}
+	// Read back what the process carries now, so that status is current
+	// without waiting for the next scan; outside the lock, which the
+	// other workers need.
+	sn, snErr := d.readSnapshot(st.pid, "", true)
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -260,8 +273,8 @@ func (d *Daemon) work(st *procState, j *job) {
 		d.report(slog.LevelWarn, "attempt failed", "pid", st.pid, "patch", o.key, "attempt", f.attempts,
 			"retry_in", backoff(f.attempts).String(), "err", f.err)
 	}
-	// Read back what the process carries now, so that status is current
-	// without waiting for the next scan.
 	st.busy, st.stale = false, true
-	_ = d.readProcess(st)
+	if snErr == nil {
+		st.take(sn)
+	}
 }

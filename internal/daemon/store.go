@@ -136,7 +136,7 @@ func (d *Daemon) watchStore() (func(), error) {
 			if _, err := f.Read(buf); err != nil {
 				return
 			}
-			d.poke()
+			d.pokeStore()
 		}
 	}()
 	return func() { f.Close(); <-done }, nil
