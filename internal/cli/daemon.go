@@ -56,7 +56,7 @@ daemon that looks after one service).`,
 		"patch programs started from the mounts of these paths before main")
 	cmd.Flags().BoolVar(&o.noExec, "no-exec-watch", false, "do not watch executions; new programs are patched when a scan finds them")
 	cmd.Flags().DurationVar(&o.interval, "interval", 500*time.Millisecond, "how often the store and the processes are scanned")
-	cmd.Flags().IntVar(&o.workers, "workers", 0, "processes worked on at once (0: eight per CPU)")
+	cmd.Flags().IntVar(&o.workers, "workers", 0, "processes worked on at once (0: two per CPU)")
 	return cmd
 }
 

@@ -133,7 +133,7 @@ func New(opt Options) (*Daemon, error) {
 		opt.Interval = 500 * time.Millisecond
 	}
 	if opt.Workers <= 0 {
-		opt.Workers = 8 * runtime.GOMAXPROCS(0)
+		opt.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	if opt.Patcher.Retries == 0 && opt.Patcher.Timeout == 0 {
 		opt.Patcher = patcher.Options{Retries: 5, Timeout: 300 * time.Millisecond}
@@ -187,17 +187,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer tick.Stop()
 	d.scan()
 	close(d.ready)
+	// A change in the store is acted on at once, even while a scan of a
+	// thousand processes is under way.
+	storeDone := make(chan struct{})
+	go func() {
+		defer close(storeDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.storeWake:
+				d.storeChanged()
+			}
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
+			<-storeDone
 			d.jobs.Wait()
 			return nil
 		case <-tick.C:
 			d.scan()
 		case <-d.wake:
 			d.scan()
-		case <-d.storeWake:
-			d.storeChanged()
 		}
 	}
 }

@@ -358,8 +358,15 @@ func (d *Daemon) finishExec(tr *ptrace.Tracer, st *procState, ef *execFile, sinc
 	}
 	res, err := patcher.ApplyHeld(tr, patches, d.opt.Patcher)
 	held := time.Since(since)
+	// What the program carries now; a short-lived one may be gone.
+	sn, snErr := d.readSnapshot(st.pid, "", true)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if snErr != nil {
+		delete(d.procs, st.pid)
+	} else {
+		st.take(sn)
+	}
 	for _, f := range files {
 		if err == nil {
 			delete(st.failed, f)

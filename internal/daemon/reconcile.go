@@ -262,6 +262,10 @@ func (d *Daemon) work(st *procState, j *job) {
 			delete(st.failed, o.key)
 			continue
 		}
+		if errors.Is(o.err, proc.ErrNoProcess) {
+			// It exited: nothing failed, the next scan forgets it.
+			continue
+		}
 		f := st.failed[o.key]
 		if f == nil {
 			f = &failure{}

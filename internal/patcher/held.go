@@ -2,6 +2,7 @@ package patcher
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hotpatch/hotpatch/internal/arch"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
@@ -47,6 +48,12 @@ func ApplyHeld(tr *ptrace.Tracer, patches []*patchfile.Patch, opt Options) (*Res
 		return res, err
 	}
 	s.mem, s.insn, s.tr = mem, insn, tr
+	// Every thread may be stopped already, so the pause would not see its
+	// own start: it starts now, with the work done while held.
+	_ = tr.Do(func(c *ptrace.Ctl) error {
+		c.FirstStop = time.Now()
+		return nil
+	})
 	if err := s.apply(plans, res); err != nil {
 		return res, err
 	}
