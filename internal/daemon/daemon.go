@@ -21,6 +21,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/patcher"
@@ -106,6 +107,9 @@ type Daemon struct {
 	procs   map[int]*procState
 	scope   *scope
 	ids     *buildIDCache
+	// active counts the active store files, so that an exec on a host
+	// with an empty store is answered without taking the lock.
+	active atomic.Int32
 	// ticks counts scans.
 	ticks int
 	sem   chan struct{}

@@ -243,21 +243,11 @@ func (d *Daemon) needsPatches(ef *execFile) bool {
 	return false
 }
 
-func (d *Daemon) anyActive() bool {
-	for _, sp := range d.patches {
-		if sp.active() {
-			return true
-		}
-	}
-	return false
-}
-
 func (d *Daemon) maybeSeize(ev execEvent) {
-	d.mu.Lock()
-	if !d.anyActive() {
-		d.mu.Unlock()
+	if d.active.Load() == 0 || ev.pid == d.self {
 		return
 	}
+	d.mu.Lock()
 	id, err := proc.ReadIdentity(ev.pid)
 	if err != nil || !d.scope.contains(ev.pid, id) {
 		d.mu.Unlock()

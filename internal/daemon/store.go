@@ -86,6 +86,7 @@ func (d *Daemon) resolveLevels() {
 			best[key] = sp
 		}
 	}
+	active := 0
 	for _, name := range names {
 		sp := d.patches[name]
 		if sp.patch == nil {
@@ -94,8 +95,11 @@ func (d *Daemon) resolveLevels() {
 		b := best[sp.buildID+"\x00"+sp.patch.ID]
 		if b != sp {
 			sp.reason = fmt.Sprintf("superseded by level %d of %s in %s", b.patch.Level, sp.patch.ID, b.file)
+		} else {
+			active++
 		}
 	}
+	d.active.Store(int32(active))
 }
 
 // wants returns the patches a process with these loaded build-ids should
