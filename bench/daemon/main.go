@@ -43,7 +43,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var verbose = flag.Bool("v", false, "print the daemon's events")
+var (
+	verbose  = flag.Bool("v", false, "print the daemon's events")
+	interval = flag.Duration("interval", 500*time.Millisecond, "the daemon's scan interval")
+)
 
 const patchSource = `int work_hp(int x) { return x + 2; }`
 
@@ -133,6 +136,7 @@ var applied struct {
 
 func startDaemon(store, socket string, watch []string, workers int) (*daemon.Daemon, func(), error) {
 	d, err := daemon.New(daemon.Options{Store: store, Socket: socket, Tree: os.Getpid(), ExecWatch: watch, Workers: workers,
+		Interval: *interval,
 		Report: func(e daemon.Event) {
 			if *verbose {
 				fmt.Fprintln(os.Stderr, append([]any{time.Now().Format("15:04:05.000"), e.Msg}, e.Attrs...)...)
@@ -188,7 +192,7 @@ func waitFor(d *daemon.Daemon, from time.Time, limit time.Duration, ok func(*dae
 		if time.Since(from) > limit {
 			return 0, s, fmt.Errorf("not reached within %v", limit)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -209,9 +213,16 @@ func fleet(target string, patch *patchfile.Patch, store, socket string, n, worke
 	}
 	// Let every copy reach its pause().
 	time.Sleep(time.Duration(n)*time.Millisecond + time.Second)
-	d, stop, err := startDaemon(store, socket, nil, workers)
+	d, stopDaemon, err := startDaemon(store, socket, nil, workers)
 	if err != nil {
 		return err
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			stopDaemon()
+		}
 	}
 	defer stop()
 	// The first scan has read every process before the drop.
@@ -251,6 +262,16 @@ func fleet(target string, patch *patchfile.Patch, store, socket string, n, worke
 		return fmt.Errorf("unpatch %d copies: %w", n, err)
 	}
 	fmt.Printf("fleet: %d copies unpatched %v after the removal\n", n, took.Round(time.Millisecond))
+	stop()
+	// The baseline under the same load: what hotpatch patch does, one
+	// process after the other.
+	t0 = time.Now()
+	for _, c := range cmds {
+		if _, err := patcher.Apply(c.Process.Pid, []*patchfile.Patch{patch}, patcher.Options{Retries: 5, Timeout: time.Second}); err != nil {
+			return fmt.Errorf("sequential apply to pid %d: %w", c.Process.Pid, err)
+		}
+	}
+	fmt.Printf("sequential (as hotpatch patch does): %d copies patched in %v\n", n, time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
