@@ -243,11 +243,31 @@ func (d *Daemon) needsPatches(ef *execFile) bool {
 	return false
 }
 
+// lockWithin takes d.mu unless that takes longer than the exec watch may
+// hold an exec for. Every exec on a watched mount waits for the daemon's
+// answer; a program that finds the daemon busy is let go unpatched and
+// patched by the scan instead.
+func (d *Daemon) lockWithin(limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for !d.mu.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	return true
+}
+
+const execLockLimit = 100 * time.Millisecond
+
 func (d *Daemon) maybeSeize(ev execEvent) {
 	if d.active.Load() == 0 || ev.pid == d.self {
 		return
 	}
-	d.mu.Lock()
+	if !d.lockWithin(execLockLimit) {
+		d.report(slog.LevelWarn, "exec watch: daemon busy; the program will be patched after it started", "pid", ev.pid)
+		return
+	}
 	id, err := proc.ReadIdentity(ev.pid)
 	if err != nil || !d.scope.contains(ev.pid, id) {
 		d.mu.Unlock()
@@ -264,7 +284,10 @@ func (d *Daemon) maybeSeize(ev execEvent) {
 	if ef.err != nil {
 		return
 	}
-	d.mu.Lock()
+	if !d.lockWithin(execLockLimit) {
+		d.report(slog.LevelWarn, "exec watch: daemon busy; the program will be patched after it started", "pid", ev.pid)
+		return
+	}
 	if !d.needsPatches(ef) {
 		d.mu.Unlock()
 		return
