@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"debug/elf"
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -226,5 +228,64 @@ func TestScopeTree(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("candidates %v miss the child %d", pids, child.Process.Pid)
+	}
+}
+
+// TestScanStore: files come and go, a damaged one is rejected with a
+// one-line reason, a rewritten one is read again.
+func TestScanStore(t *testing.T) {
+	dir := t.TempDir()
+	d, err := New(Options{Store: dir, Socket: filepath.Join(dir, "s.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := &patchfile.Patch{Arch: elf.EM_X86_64, BuildID: []byte{1, 2, 3, 4}, Target: "prog", ID: "fix", Level: 1,
+		Symbols: []patchfile.Symbol{{}}}
+	b, err := patchfile.Encode(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.hpatch", b)
+	write("bad.hpatch", []byte("not a patch"))
+	write(".hidden.hpatch", []byte("ignored"))
+	write("notes.txt", []byte("ignored"))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.scanStore() {
+		t.Fatal("first scan saw no change")
+	}
+	if len(d.patches) != 2 {
+		t.Fatalf("store files %v, want a.hpatch and bad.hpatch", d.patches)
+	}
+	if sp := d.patches["a.hpatch"]; !sp.active() || sp.buildID != "01020304" || sp.sig != SignatureNotRequired {
+		t.Errorf("a.hpatch: %+v", sp)
+	}
+	if sp := d.patches["bad.hpatch"]; sp.active() || sp.reason == "" || strings.Contains(sp.reason, "\n") {
+		t.Errorf("bad.hpatch: active %v, reason %q", sp.active(), sp.reason)
+	}
+	if d.active.Load() != 1 {
+		t.Errorf("active count %d, want 1", d.active.Load())
+	}
+	if d.scanStore() {
+		t.Error("a scan of an unchanged store saw a change")
+	}
+	good.Level = 2
+	b, _ = patchfile.Encode(good)
+	write("a.hpatch", b)
+	later := time.Now().Add(time.Second)
+	_ = os.Chtimes(filepath.Join(dir, "a.hpatch"), later, later)
+	if !d.scanStore() || d.patches["a.hpatch"].patch.Level != 2 {
+		t.Error("a rewritten file was not read again")
+	}
+	_ = os.Remove(filepath.Join(dir, "a.hpatch"))
+	_ = os.Remove(filepath.Join(dir, "bad.hpatch"))
+	if !d.scanStore() || len(d.patches) != 0 || d.active.Load() != 0 {
+		t.Errorf("after removing every file: %d patches, %d active", len(d.patches), d.active.Load())
 	}
 }
