@@ -22,6 +22,7 @@ import (
 	"github.com/hotpatch/hotpatch/internal/daemon"
 	"github.com/hotpatch/hotpatch/internal/patcher/patchertest"
 	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/proc"
 	"github.com/hotpatch/hotpatch/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -445,5 +446,71 @@ func TestDaemonStatusUnreachable(t *testing.T) {
 	sc.Scan()
 	if line := sc.Text(); !strings.Contains(line, sock) || !strings.Contains(line, "systemctl status hotpatch") {
 		t.Errorf("message %q: want the socket and the advice", line)
+	}
+}
+
+// TestDaemonLeavesOtherProcessesAlone: a process outside the daemon's
+// tree (orphaned away from the test binary, as a daemonised service would
+// be) runs the same binary but is never patched, while one inside is.
+func TestDaemonLeavesOtherProcessesAlone(t *testing.T) {
+	e := newDaemonEnv(t)
+	prog := e.install(t, greetFixture(t))
+	e.startDaemon(t)
+	dir := t.TempDir()
+	fifo, outFile := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Held open for reading and writing, the FIFO never blocks an open.
+	in, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	// sh starts prog in the background and exits: prog is reparented
+	// away from the test binary.
+	b, err := exec.Command("sh", "-c", fmt.Sprintf("%s >%s 2>&1 <%s & echo $!", prog, outFile, fifo)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("background pid %q: %v", b, err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if st, err := proc.ReadStatus(pid); err != nil || st.PPid == os.Getpid() {
+		t.Fatalf("background program %d: parent %d (%v), want it orphaned", pid, st.PPid, err)
+	}
+	inside := startLines(t, prog)
+	inside.next(t, "first ")
+	e.drop(t, greetPatch(t, prog, 1, "new"), "greet.hpatch")
+	inside.until(t, "msg new")
+	s := e.waitStatus(t, "the inside process patched", func(s *daemon.Status) bool {
+		return hasApplied(findPatch(s, "greet.hpatch"), inside.p.Pid)
+	})
+	if n := len(findPatch(s, "greet.hpatch").Applied); n != 1 {
+		t.Errorf("%d processes patched, want only the one inside the tree", n)
+	}
+	// Two more scans' worth of time for the daemon to misbehave.
+	time.Sleep(time.Second)
+	if _, err := in.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(eventually)
+	for {
+		out, _ := os.ReadFile(outFile)
+		if strings.Contains(string(out), "msg ") {
+			if !strings.Contains(string(out), "msg old") {
+				t.Fatalf("the process outside the tree was patched:\n%s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the process outside the tree did not answer:\n%s", out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := regionsOf(t, e.bin, pid); n != 0 {
+		t.Errorf("the process outside the tree carries %d patch regions", n)
 	}
 }
