@@ -129,7 +129,9 @@ running Linux processes without restarting them.
   info     show the objects and patches of running processes
   inspect  show the contents of a patch file
   keygen   make a key pair for signing patches
-  sign     sign patch files`,
+  sign     sign patch files
+  daemon   keep every process patched as the patch store says
+  status   ask the daemon how the store's patches are rolled out`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -170,6 +172,8 @@ running Linux processes without restarting them.
 		newSignCommand(g),
 		newVersionCommand(g),
 		newDemoCommand(g),
+		newDaemonCommand(g),
+		newStatusCommand(g),
 	)
 	return root, g
 }

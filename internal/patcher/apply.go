@@ -3,7 +3,6 @@ package patcher
 import (
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/proc"
@@ -160,7 +159,7 @@ func (s *session) pause(chk *checker, writes []jumpWrite, rollbackRegions bool) 
 	w := &returnWait{s: s}
 	// A garbage collection inside the stop would lengthen it; the few
 	// allocations of the check can wait.
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	defer holdGC()()
 	err := s.tr.Do(func(c *ptrace.Ctl) error {
 		w.c = c
 		restore := c.Realtime()

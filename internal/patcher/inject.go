@@ -437,6 +437,9 @@ func anonNamesSupported() bool {
 // The main thread is the fallback (unless it exited: pthread_exit leaves
 // it a zombie while the others run on).
 func (s *session) injectorCandidate() int {
+	if s.held {
+		return s.p.MemPid
+	}
 	tids, err := proc.Threads(s.p.Pid)
 	if err != nil {
 		return s.p.MemPid
@@ -497,8 +500,12 @@ func (s *session) withInjector(c *ptrace.Ctl, fn func(th *ptrace.Thread) error) 
 	if !afterResume {
 		release()
 	}
-	if derr := c.Detach(th); derr != nil && err == nil {
-		err = derr
+	// A held thread was stopped before the operation and stays so until
+	// the pause: the program must not run unpatched meanwhile.
+	if !s.held {
+		if derr := c.Detach(th); derr != nil && err == nil {
+			err = derr
+		}
 	}
 	if afterResume {
 		release()

@@ -117,6 +117,9 @@ type session struct {
 	// resolved maps ifunc resolvers called in the process to their
 	// results.
 	resolved map[uint64]uint64
+	// held: the caller's tracer holds the process stopped (ApplyHeld);
+	// a stopped thread stays stopped until the pause releases them all.
+	held bool
 }
 
 // noteThreadStop records the length of the single-thread stop that just
