@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hotpatch/hotpatch/internal/daemon"
+	"github.com/hotpatch/hotpatch/internal/patchfile"
+	"github.com/hotpatch/hotpatch/internal/trust"
 	"github.com/hotpatch/hotpatch/internal/version"
 	"github.com/spf13/cobra"
 )
@@ -21,6 +24,8 @@ type daemonOptions struct {
 	noExec    bool
 	interval  time.Duration
 	workers   int
+	config    string
+	keys      string
 }
 
 func newDaemonCommand(g *globalOptions) *cobra.Command {
@@ -56,6 +61,8 @@ daemon that looks after one service).`,
 		"patch programs started from the mounts of these paths before main")
 	cmd.Flags().BoolVar(&o.noExec, "no-exec-watch", false, "do not watch executions; new programs are patched when a scan finds them")
 	cmd.Flags().DurationVar(&o.interval, "interval", 500*time.Millisecond, "how often the store and the processes are scanned")
+	cmd.Flags().StringVar(&o.config, "config", trust.DefaultConfig, "the host policy: whether store files must be signed, and by which keys")
+	cmd.Flags().StringVar(&o.keys, "trusted-keys", "", "directory of trusted public keys (default: the configuration's, else "+trust.DefaultTrustedKeys+")")
 	cmd.Flags().IntVar(&o.workers, "workers", 0, "processes worked on at once (0: two per CPU)")
 	return cmd
 }
@@ -74,11 +81,14 @@ func runDaemon(g *globalOptions, o *daemonOptions) error {
 		// worth keeping by default.
 		logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
+	pol, err := policy(o.config, o.keys, false)
+	if err != nil {
+		return err
+	}
 	d, err := daemon.New(daemon.Options{
 		Store: o.store, Socket: o.socket, Tree: o.tree, ExecWatch: watch,
 		Interval: o.interval, Workers: o.workers, Version: version.Version,
-		// The host's signature policy goes here (internal/trust).
-		Open: daemon.OpenUnchecked,
+		Open: policyOpener(pol),
 		Report: func(e daemon.Event) {
 			logger.Log(context.Background(), e.Level, e.Msg, e.Attrs...)
 		},
@@ -94,4 +104,31 @@ func runDaemon(g *globalOptions, o *daemonOptions) error {
 	}
 	logger.Info("daemon stopped")
 	return nil
+}
+
+// policyOpener opens store files under the host policy: file checks, and
+// signatures when the policy requires them. The state status reports is
+// the verification's, or not-required when nothing is demanded of it.
+func policyOpener(pol *trust.Policy) daemon.OpenFunc {
+	return func(path string) (*patchfile.Patch, string, error) {
+		p, err := pol.Open(path)
+		if err != nil {
+			// A file refused for what it is (unsafe mode, corrupt) says
+			// so in the reason; its signature state stays the policy's.
+			state := "not-required"
+			switch {
+			case errors.Is(err, trust.ErrInvalid):
+				state = "invalid"
+			case errors.Is(err, trust.ErrUnsigned):
+				state = "unsigned"
+			case errors.Is(err, trust.ErrUntrusted):
+				state = "untrusted"
+			}
+			return nil, state, err
+		}
+		if !pol.RequireSignature {
+			return p, "not-required", nil
+		}
+		return p, string(trust.Verified), nil
+	}
 }

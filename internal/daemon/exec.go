@@ -56,8 +56,11 @@ type execWatch struct {
 	done chan struct{}
 }
 
-// watchExec marks the mounts of paths and starts answering their exec
-// permission events.
+// watchExec marks the file systems of paths and starts answering their
+// exec permission events. A file system mark, unlike a mount mark, sees
+// executions from every mount namespace: the systemd unit's sandbox and a
+// pod give the daemon a namespace of its own, where a mount mark would see
+// nothing that other programs start.
 func (d *Daemon) watchExec(paths []string) (*execWatch, error) {
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
@@ -66,13 +69,13 @@ func (d *Daemon) watchExec(paths []string) (*execWatch, error) {
 	}
 	marked := 0
 	for _, p := range paths {
-		err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, p)
+		err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, p)
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
 		if err != nil {
 			unix.Close(fd)
-			return nil, fmt.Errorf("watch executions on the mount of %s: %w (FAN_OPEN_EXEC_PERM needs Linux 5.0 with CONFIG_FANOTIFY_ACCESS_PERMISSIONS)", p, err)
+			return nil, fmt.Errorf("watch executions on the file system of %s: %w (FAN_OPEN_EXEC_PERM needs Linux 5.0 with CONFIG_FANOTIFY_ACCESS_PERMISSIONS)", p, err)
 		}
 		marked++
 	}

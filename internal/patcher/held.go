@@ -20,6 +20,13 @@ import (
 func ApplyHeld(tr *ptrace.Tracer, patches []*patchfile.Patch, opt Options) (*Result, error) {
 	defer tr.Close()
 	pid := tr.Pid()
+	// A process just started can still be the target of a command run
+	// by hand (-p all): the one-operation-per-process rule holds here too.
+	unlock, err := lockProcess(pid, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	p, err := Inspect(pid)
 	if err != nil {
 		return nil, err
