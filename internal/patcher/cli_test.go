@@ -106,10 +106,6 @@ func TestCommandLinePatchInfoUnpatch(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"id": "CVE-0000-1"`) || !strings.Contains(out, `"pause_us"`) || !strings.Contains(out, `"build_id"`) {
 		t.Fatalf("info exited %d: %s %s", code, out, errOut)
 	}
-	code, out, _ = runTool(t, tool, "info", "-p", "all")
-	if code != 0 || !strings.Contains(out, "pid "+pid) || !strings.Contains(out, "patch CVE-0000-1 level 1: value") {
-		t.Fatalf("info -p all exited %d:\n%s", code, out)
-	}
 	code, out, _ = runTool(t, tool, "patch", "-p", pid, file)
 	if code != 0 || !strings.Contains(out, "already applied") {
 		t.Fatalf("second patch exited %d: %s", code, out)
@@ -123,30 +119,8 @@ func TestCommandLinePatchInfoUnpatch(t *testing.T) {
 		t.Fatalf("unpatch of an unpatched process: exit %d, %s", code, errOut)
 	}
 
-	// -p all patches exactly the processes that run this build: ours.
-	code, out, errOut = runTool(t, tool, "patch", "-p", "all", "--json", dir)
-	if code != 0 {
-		t.Fatalf("patch -p all exited %d: %s", code, errOut)
-	}
-	res = outcome{}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("patch -p all --json: %v\n%s", err, out)
-	}
-	found := false
-	for _, p := range res.Processes {
-		if p.Pid == tg.Pid {
-			found = p.Status == "ok" && p.PauseUS > 0
-		} else if p.Status == "failed" {
-			t.Errorf("patch -p all failed in pid %d, which does not run the target: %s", p.Pid, p.Error)
-		}
-	}
-	if !found {
-		t.Fatalf("patch -p all did not patch pid %d: %s", tg.Pid, out)
-	}
-	code, out, errOut = runTool(t, tool, "unpatch", "-p", "all", "-i", "CVE-0000-1")
-	if code != 0 || !strings.Contains(out, "pid "+pid) {
-		t.Fatalf("unpatch -p all exited %d: %s %s", code, out, errOut)
-	}
+	// -p all is tested in a PID namespace of its own (all_test.go): here
+	// it would look at every process of the machine.
 	if !tg.Alive() {
 		t.Fatal("target died")
 	}
