@@ -169,53 +169,10 @@ func (c *Ctl) RunCode(th *Thread, addr uint64) (Regs, error) {
 	return at, nil
 }
 
+// contUntilTrap runs th until it stops at the injected code's trap: the
+// marker loop with no marker signal, which no stop ever carries.
 func (c *Ctl) contUntilTrap(th *Thread) (Regs, error) {
-	for attempt := 0; attempt < 16; attempt++ {
-		if err := unix.PtraceCont(th.Tid, 0); err != nil {
-			return Regs{}, &Error{Op: "resume", Pid: c.pid, Tid: th.Tid, Err: err}
-		}
-		th.Stopped = false
-		var ws unix.WaitStatus
-		for {
-			_, err := unix.Wait4(th.Tid, &ws, unix.WALL, nil)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				return Regs{}, &Error{Op: "wait for", Pid: c.pid, Tid: th.Tid, Err: err}
-			}
-			break
-		}
-		if ws.Exited() || ws.Signaled() {
-			delete(c.threads, th.Tid)
-			return Regs{}, fmt.Errorf("thread %d exited while running injected code: %w", th.Tid, proc.ErrNoProcess)
-		}
-		th.Stopped = true
-		var r Regs
-		if err := unix.PtraceGetRegs(th.Tid, &r.raw); err != nil {
-			return Regs{}, &Error{Op: "read registers of", Pid: c.pid, Tid: th.Tid, Err: err}
-		}
-		switch {
-		case ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0:
-			return r, nil
-		case ws.TrapCause() > 0:
-			// A clone or interrupt event: not our trap; go on.
-			if ws.TrapCause() == unix.PTRACE_EVENT_CLONE {
-				if msg, err := unix.PtraceGetEventMsg(th.Tid); err == nil {
-					c.threads[int(msg)] = &Thread{Tid: int(msg)}
-				}
-			}
-			// Resuming from an event stop continues where the code was.
-			if err := c.SetRegs(th, &r); err != nil {
-				return Regs{}, err
-			}
-		default:
-			// A signal for the program arrived: keep it for later and
-			// let the code go on from where it was.
-			th.pendingSig = ws.StopSignal()
-		}
-	}
-	return Regs{}, fmt.Errorf("thread %d did not reach the end of the injected code", th.Tid)
+	return c.contUntilMarker(th, 0, 0)
 }
 
 // Call calls the function at fn with integer args on the stopped thread

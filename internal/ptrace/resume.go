@@ -41,6 +41,9 @@ func (c *Ctl) RunCodeUntil(th *Thread, addr, marker uint64, sig int) (Regs, erro
 	return at, nil
 }
 
+// contUntilMarker runs th until the injected code ends: at its trap, or
+// (sig non-zero) stopped by the marker signal sig at marker. Event stops
+// and the program's own signals on the way are passed over.
 func (c *Ctl) contUntilMarker(th *Thread, marker uint64, sig int) (Regs, error) {
 	for attempt := 0; attempt < 16; attempt++ {
 		if err := unix.PtraceCont(th.Tid, 0); err != nil {
@@ -68,7 +71,7 @@ func (c *Ctl) contUntilMarker(th *Thread, marker uint64, sig int) (Regs, error) 
 			return Regs{}, &Error{Op: "read registers of", Pid: c.pid, Tid: th.Tid, Err: err}
 		}
 		switch {
-		case ws.StopSignal() == unix.Signal(sig) && ws.TrapCause() <= 0 && r.PC() == marker:
+		case sig != 0 && ws.StopSignal() == unix.Signal(sig) && ws.TrapCause() <= 0 && r.PC() == marker:
 			return r, nil
 		case ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0:
 			return r, nil
@@ -78,10 +81,13 @@ func (c *Ctl) contUntilMarker(th *Thread, marker uint64, sig int) (Regs, error) 
 					c.threads[int(msg)] = &Thread{Tid: int(msg)}
 				}
 			}
+			// Resuming from an event stop continues where the code was.
 			if err := c.SetRegs(th, &r); err != nil {
 				return Regs{}, err
 			}
 		default:
+			// A signal for the program arrived: keep it for later and
+			// let the code go on from where it was.
 			th.pendingSig = ws.StopSignal()
 		}
 	}
